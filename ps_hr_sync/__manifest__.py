@@ -1,0 +1,12 @@
+{
+    "name": "Professional Services HR Sync",
+    "summary": "HRIS (BambooHR first) -> employees, departments, managers, cost centers, leave",
+    "version": "19.0.0.1.0",
+    "category": "Human Resources",
+    "license": "LGPL-3",
+    "author": "ps-hub",
+    "website": "https://example.com/ps-hub",
+    "depends": ["ps_integration_hub", "hr"],
+    "data": [],
+    "installable": True,
+}

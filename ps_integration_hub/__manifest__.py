@@ -1,0 +1,26 @@
+{
+    "name": "Professional Services Integration Hub",
+    "summary": "Connectors, signed webhooks, a durable event queue, bindings and "
+    "an exception desk for finance",
+    "version": "19.0.1.0.0",
+    "category": "Technical",
+    "license": "LGPL-3",
+    "author": "ps-hub",
+    "website": "https://example.com/ps-hub",
+    "depends": ["base", "mail", "web"],
+    "external_dependencies": {"python": ["cryptography>=3.4", "requests>=2.25", "lxml>=4.9"]},
+    "data": [
+        "security/ps_integration_hub_security.xml",
+        "security/ir.model.access.csv",
+        "data/ir_cron.xml",
+        "views/ps_hub_connector_views.xml",
+        "views/ps_hub_event_views.xml",
+        "views/ps_hub_binding_views.xml",
+        "views/ps_hub_audit_log_views.xml",
+        "wizards/ps_hub_event_action_wizard_views.xml",
+        "views/ps_integration_hub_menus.xml",
+    ],
+    "demo": ["demo/ps_hub_connector_demo.xml"],
+    "installable": True,
+    "application": True,
+}

@@ -1,0 +1,360 @@
+import logging
+import secrets
+import threading
+import time
+
+import requests
+
+from odoo import api, fields, models
+from odoo.exceptions import AccessError, UserError
+from odoo.tools import SQL, config
+
+from ..services import crypto, parsers, signatures
+from ..services.errors import PermanentError, TransientError
+
+_logger = logging.getLogger(__name__)
+
+SYSTEMS = [
+    ("hubspot", "HubSpot"),
+    ("salesforce", "Salesforce"),
+    ("stripe", "Stripe"),
+    ("bamboohr", "BambooHR"),
+    ("standard", "Standard Webhooks sender"),
+]
+# stored ciphertext field -> write-only field shown in the form
+SECRET_FIELDS = {
+    "auth_secret_enc": "auth_secret",
+    "signing_secret_enc": "signing_secret",
+    "signing_secret_previous_enc": "signing_secret_previous",
+}
+# OAuth2 access tokens live in memory only, per process: never in the database.
+_TOKENS: dict[tuple[str, int], tuple[str, float]] = {}
+_TOKENS_LOCK = threading.Lock()
+
+
+class PsHubConnector(models.Model):
+    _name = "ps.hub.connector"
+    _description = "Integration Connector"
+    _inherit = ["mail.thread"]
+    _order = "name, id"
+    _check_company_auto = True
+
+    name = fields.Char(required=True, tracking=True)
+    active = fields.Boolean(default=True, tracking=True)
+    system = fields.Selection(SYSTEMS, required=True, tracking=True)
+    environment = fields.Selection(
+        [("production", "Production"), ("sandbox", "Sandbox")],
+        required=True, default="sandbox", tracking=True,
+    )
+    company_id = fields.Many2one(
+        "res.company", required=True, index=True, default=lambda self: self.env.company,
+    )
+    base_url = fields.Char(
+        "API Base URL", tracking=True,
+        help="Root of the vendor's REST API, e.g. https://api.hubapi.com",
+    )
+    auth_type = fields.Selection(
+        [
+            ("none", "None"),
+            ("bearer", "Bearer token / private app token"),
+            ("basic", "Basic (user + password or API key)"),
+            ("oauth2_client_credentials", "OAuth2 client credentials"),
+        ],
+        required=True, default="bearer", tracking=True,
+    )
+    auth_username = fields.Char(
+        "Username / Client ID", tracking=True,
+        help="Basic auth user (BambooHR: the API key, password 'x'), or the OAuth2 client id.",
+    )
+    token_url = fields.Char("OAuth2 Token URL", help="Defaults to <base URL>/services/oauth2/token")
+    # ciphertexts: only the server reads them, through _hub_secret()
+    auth_secret_enc = fields.Char(copy=False, groups="base.group_system")
+    signing_secret_enc = fields.Char(copy=False, groups="base.group_system")
+    signing_secret_previous_enc = fields.Char(copy=False, groups="base.group_system")
+    # write-only fields of the form: they always read empty
+    auth_secret = fields.Char(
+        "API Secret", compute="_compute_secret_inputs", inverse="_inverse_auth_secret",
+        help="API key, token, password or OAuth2 client secret. Write-only.",
+    )
+    signing_secret = fields.Char(
+        "Inbound Signing Secret", compute="_compute_secret_inputs",
+        inverse="_inverse_signing_secret", help="Write-only.",
+    )
+    signing_secret_previous = fields.Char(
+        "Previous Signing Secret", compute="_compute_secret_inputs",
+        inverse="_inverse_signing_secret_previous",
+        help="Still accepted while the vendor rotates to the new secret. Write-only.",
+    )
+    has_auth_secret = fields.Boolean(compute="_compute_has_secrets")
+    has_signing_secret = fields.Boolean(compute="_compute_has_secrets")
+    has_signing_secret_previous = fields.Boolean(compute="_compute_has_secrets")
+    salesforce_org_id = fields.Char(
+        "Salesforce Organization ID", tracking=True,
+        help="Outbound messages from another organization are refused.",
+    )
+    inbound_token = fields.Char(
+        copy=False, readonly=True, default=lambda self: secrets.token_urlsafe(32),
+        groups="ps_integration_hub.group_hub_manager",
+    )
+    inbound_url = fields.Char(
+        "Inbound URL", compute="_compute_inbound_url",
+        groups="ps_integration_hub.group_hub_manager",
+        help="Paste this URL into the vendor's webhook settings.",
+    )
+    timeout = fields.Integer("Timeout (s)", default=20, required=True)
+    max_body_bytes = fields.Integer("Max Body Size (bytes)", default=1024 * 1024, required=True)
+    signature_tolerance = fields.Integer("Timestamp Tolerance (s)", default=300, required=True)
+    retry_max_attempts = fields.Integer("Max Attempts", default=8, required=True)
+    retry_backoff_base = fields.Integer("Backoff Base (s)", default=30, required=True)
+    retry_backoff_cap = fields.Integer("Backoff Cap (s)", default=3600, required=True)
+    signature_failure_count = fields.Integer(readonly=True, copy=False)
+    last_signature_failure = fields.Datetime(readonly=True, copy=False)
+    event_ids = fields.One2many("ps.hub.event", "connector_id")
+    event_count = fields.Integer(compute="_compute_event_stats")
+    open_exception_count = fields.Integer(compute="_compute_event_stats")
+
+    _inbound_token_unique = models.UniqueIndex("(inbound_token)")
+    _positive_limits = models.Constraint(
+        "CHECK(timeout > 0 AND max_body_bytes > 0 AND retry_max_attempts > 0 "
+        "AND retry_backoff_base >= 0 AND retry_backoff_cap >= retry_backoff_base)",
+        "Timeouts, limits and attempts must be positive, and the backoff cap at least its base.",
+    )
+
+    # ------------------------------------------------------------------ secrets
+
+    @api.model
+    def _hub_keys(self) -> list[str]:
+        return crypto.configured_keys(config.get(crypto.CONFIG_OPTION))
+
+    def _compute_secret_inputs(self):
+        for connector in self:
+            connector.auth_secret = False
+            connector.signing_secret = False
+            connector.signing_secret_previous = False
+
+    def _compute_has_secrets(self):
+        for connector, connector_sudo in zip(self, self.sudo(), strict=True):
+            connector.has_auth_secret = bool(connector_sudo.auth_secret_enc)
+            connector.has_signing_secret = bool(connector_sudo.signing_secret_enc)
+            connector.has_signing_secret_previous = bool(connector_sudo.signing_secret_previous_enc)
+
+    def _set_secret(self, enc_field, plain):
+        if not plain:
+            return  # an empty write-only input means "leave unchanged"
+        self._hub_check_manager()
+        try:
+            token = crypto.encrypt(plain, self._hub_keys())
+        except crypto.SecretKeyMissing as exc:
+            raise UserError(self.env._("Cannot store the secret: %s", exc)) from None
+        self.sudo().write({enc_field: token})
+
+    def _inverse_auth_secret(self):
+        for connector in self:
+            connector._set_secret("auth_secret_enc", connector.auth_secret)
+
+    def _inverse_signing_secret(self):
+        for connector in self:
+            connector._set_secret("signing_secret_enc", connector.signing_secret)
+
+    def _inverse_signing_secret_previous(self):
+        for connector in self:
+            connector._set_secret("signing_secret_previous_enc", connector.signing_secret_previous)
+
+    def _hub_secret(self, enc_field: str) -> str | None:
+        """The plain secret of ``enc_field``, for server-side use only."""
+        self.ensure_one()
+        token = self.sudo()[enc_field]
+        if not token:
+            return None
+        return crypto.decrypt(token, self._hub_keys())
+
+    def _hub_check_manager(self):
+        if not self.env.user.has_group("ps_integration_hub.group_hub_manager"):
+            raise AccessError(self.env._("Only Integration Managers can change connector secrets."))
+        self.check_access("write")
+
+    def action_clear_previous_secret(self):
+        """End a rotation: the previous signing secret is no longer accepted."""
+        self._hub_check_manager()
+        self.sudo().write({"signing_secret_previous_enc": False})
+        self.message_post(body=self.env._("Previous signing secret removed."))
+
+    def action_rotate_signing_secret(self):
+        """Keep the current secret as previous while the vendor switches to a new one."""
+        self._hub_check_manager()
+        for connector in self:
+            connector_sudo = connector.sudo()
+            if not connector_sudo.signing_secret_enc:
+                raise UserError(self.env._("There is no signing secret to rotate."))
+            connector_sudo.write({
+                "signing_secret_previous_enc": connector_sudo.signing_secret_enc,
+                "signing_secret_enc": False,
+            })
+            connector.message_post(body=self.env._(
+                "Signing secret moved to 'previous': enter the new secret from the vendor."
+            ))
+
+    # ------------------------------------------------------------------ inbound
+
+    @api.depends("inbound_token")
+    def _compute_inbound_url(self):
+        base = self.env["ir.config_parameter"].sudo().get_param("web.base.url", "")
+        for connector in self:
+            connector.inbound_url = f"{base}/ps_hub/in/{connector.inbound_token}"
+
+    def action_regenerate_token(self):
+        """Issue a new inbound URL; the old one answers 404 from now on."""
+        self._hub_check_manager()
+        for connector in self:
+            connector.sudo().inbound_token = secrets.token_urlsafe(32)
+            connector.message_post(body=self.env._("Inbound URL regenerated."))
+
+    @api.depends("event_ids.state")
+    def _compute_event_stats(self):
+        counts = {
+            (connector.id, state): count
+            for connector, state, count in self.env["ps.hub.event"]._read_group(
+                [("connector_id", "in", self.ids)], ["connector_id", "state"], ["__count"],
+            )
+        }
+        for connector in self:
+            connector.event_count = sum(
+                c for (cid, _state), c in counts.items() if cid == connector.id
+            )
+            connector.open_exception_count = sum(
+                counts.get((connector.id, s), 0) for s in ("exception", "dead")
+            )
+
+    @api.model
+    def _hub_find_by_token(self, token: str):
+        """The active connector behind an inbound URL, or an empty recordset."""
+        if not token or len(token) > 128:
+            return self.browse()
+        return self.sudo().search([("inbound_token", "=", token)], limit=1)
+
+    def _hub_verify(self, method: str, url: str, body: bytes, headers) -> None:
+        """Raise SignatureError unless the request was signed by the vendor."""
+        self.ensure_one()
+        candidates = [self._hub_secret("signing_secret_enc"),
+                      self._hub_secret("signing_secret_previous_enc")]
+        tolerance = self.signature_tolerance
+        if self.system == "hubspot":
+            signatures.verify_hubspot_v3(candidates, method, url, body, headers,
+                                         tolerance=tolerance)
+        elif self.system == "stripe":
+            signatures.verify_stripe(candidates, body, headers, tolerance=tolerance)
+        elif self.system == "bamboohr":
+            signatures.verify_bamboohr(candidates, body, headers, tolerance=tolerance)
+        elif self.system == "standard":
+            signatures.verify_standard(candidates, body, headers, tolerance=tolerance)
+        # Salesforce outbound messages are not signed: the organization is checked
+        # once the message is parsed (_hub_check_delivery).
+
+    def _hub_check_delivery(self, delivery: parsers.Delivery) -> None:
+        """Checks that need the parsed delivery (Salesforce organization)."""
+        self.ensure_one()
+        if self.system != "salesforce":
+            return
+        expected = (self.salesforce_org_id or "").strip()
+        if not expected:
+            raise signatures.SignatureError("no Salesforce organization configured")
+        if (delivery.organization_id or "")[:15] != expected[:15]:
+            # 15- and 18-character forms of one id share their first 15 characters
+            raise signatures.SignatureError("OrganizationId does not match the connector")
+
+    def _hub_count_signature_failure(self, reason: str, remote_addr: str | None) -> None:
+        self.ensure_one()
+        self.env.cr.execute(SQL(
+            "UPDATE ps_hub_connector SET signature_failure_count = "
+            "COALESCE(signature_failure_count, 0) + 1, last_signature_failure = now() "
+            "AT TIME ZONE 'UTC' WHERE id = %s", self.id,
+        ))
+        _logger.warning(
+            "ps_hub: rejected delivery for connector %s (%s) from %s: %s",
+            self.id, self.system, remote_addr, reason,
+        )
+
+    # ----------------------------------------------------------------- outbound
+
+    def _hub_url(self, path: str) -> str:
+        if not self.base_url:
+            raise PermanentError(
+                self.env._("Connector %s has no API base URL.", self.display_name),
+                reason="configuration",
+            )
+        return self.base_url.rstrip("/") + "/" + path.lstrip("/")
+
+    def _hub_oauth_token(self, refresh: bool = False) -> str:
+        key = (self.env.cr.dbname, self.id)
+        with _TOKENS_LOCK:
+            cached = _TOKENS.get(key)
+        if cached and not refresh and cached[1] > time.monotonic():
+            return cached[0]
+        url = self.token_url or self._hub_url("/services/oauth2/token")
+        data = {
+            "grant_type": "client_credentials",
+            "client_id": self.auth_username or "",
+            "client_secret": self._hub_secret("auth_secret_enc") or "",
+        }
+        try:
+            response = requests.post(url, data=data, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise TransientError(f"token request failed: {exc.__class__.__name__}") from None
+        if response.status_code != 200:
+            raise PermanentError(
+                self.env._("The OAuth2 token request was refused (HTTP %s): check the "
+                           "client id and secret of connector %s.",
+                           response.status_code, self.display_name),
+                reason="authentication",
+            )
+        token = response.json()["access_token"]
+        with _TOKENS_LOCK:
+            _TOKENS[key] = (token, time.monotonic() + 1800)
+        return token
+
+    def _hub_auth(self, kwargs: dict, refresh: bool = False) -> None:
+        headers = kwargs.setdefault("headers", {})
+        if self.auth_type == "bearer":
+            headers["Authorization"] = f"Bearer {self._hub_secret('auth_secret_enc') or ''}"
+        elif self.auth_type == "basic":
+            kwargs["auth"] = (self.auth_username or "", self._hub_secret("auth_secret_enc") or "x")
+        elif self.auth_type == "oauth2_client_credentials":
+            headers["Authorization"] = f"Bearer {self._hub_oauth_token(refresh=refresh)}"
+
+    def _hub_request(self, method: str, path: str, **kwargs) -> requests.Response:
+        """Call the vendor's API with the connector's auth and timeout.
+
+        Rate limits, 5xx and network errors raise TransientError (the event is retried
+        with backoff); other refusals raise PermanentError.
+        """
+        self.ensure_one()
+        url = self._hub_url(path)
+        kwargs.setdefault("timeout", self.timeout)
+        for attempt in (1, 2):
+            self._hub_auth(kwargs, refresh=attempt == 2)
+            try:
+                response = requests.request(method, url, **kwargs)
+            except requests.RequestException as exc:
+                raise TransientError(
+                    f"{method} {path}: {exc.__class__.__name__}", reason="network",
+                ) from None
+            if (response.status_code == 401 and attempt == 1
+                    and self.auth_type == "oauth2_client_credentials"):
+                continue  # expired token: fetch a new one once
+            break
+        status = response.status_code
+        if status < 300:
+            return response
+        if status == 429 or status >= 500 or (
+            status == 403 and "REQUEST_LIMIT_EXCEEDED" in response.text
+        ):
+            retry_after = response.headers.get("Retry-After")
+            raise TransientError(
+                f"{method} {path}: HTTP {status}", reason="rate_limited" if status in (403, 429)
+                else "remote_unavailable",
+                retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
+            )
+        raise PermanentError(
+            f"{method} {path}: HTTP {status}: {response.text[:300]}",
+            reason="remote_not_found" if status == 404 else "remote_refused",
+        )

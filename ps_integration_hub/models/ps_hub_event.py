@@ -1,0 +1,520 @@
+import json
+import logging
+import time
+import traceback
+import uuid
+from datetime import timedelta
+
+import psycopg2.errors
+import requests
+
+from odoo import api, fields, models
+from odoo.exceptions import AccessError, UserError, ValidationError
+from odoo.tools import SQL
+
+from ..services import parsers
+from ..services.backoff import backoff_delay
+from ..services.errors import HubError, IgnoreEvent
+
+_logger = logging.getLogger(__name__)
+
+STATES = [
+    ("pending", "Pending"),
+    ("processing", "Processing"),
+    ("retry", "Waiting to Retry"),
+    ("done", "Done"),
+    ("exception", "Exception"),
+    ("dead", "Dead Letter"),
+    ("ignored", "Ignored"),
+]
+ACTIVE_STATES = ("pending", "retry", "processing")
+WORKER_CRONS = (
+    "ps_integration_hub.ir_cron_process_events_1",
+    "ps_integration_hub.ir_cron_process_events_2",
+)
+# headers worth keeping for a person who investigates; signatures and cookies are not
+KEPT_HEADERS = (
+    "content-type", "user-agent", "x-hubspot-request-timestamp", "x-bamboohr-timestamp",
+    "webhook-id", "webhook-timestamp", "x-request-id", "x-forwarded-for",
+)
+TRANSIENT_DB_ERRORS = (
+    psycopg2.errors.SerializationFailure,
+    psycopg2.errors.DeadlockDetected,
+    psycopg2.errors.LockNotAvailable,
+)
+# business context a handler noted for the exception desk, kept across its rollback
+_NOTED_CONTEXT: dict[tuple[str, int], dict] = {}
+
+
+class PsHubEvent(models.Model):
+    _name = "ps.hub.event"
+    _description = "Integration Event"
+    _inherit = ["mail.thread", "mail.activity.mixin"]
+    _order = "id desc"
+    _check_company_auto = True
+    _mail_post_access = "read"
+
+    connector_id = fields.Many2one(
+        "ps.hub.connector", required=True, index=True, ondelete="restrict", readonly=True,
+    )
+    company_id = fields.Many2one("res.company", required=True, index=True, readonly=True)
+    system = fields.Selection(related="connector_id.system", store=True)
+    direction = fields.Selection(
+        [("in", "Inbound"), ("out", "Outbound")], required=True, default="in", readonly=True,
+    )
+    event_type = fields.Char(required=True, index=True, readonly=True)
+    external_id = fields.Char(index=True, readonly=True)
+    idempotency_key = fields.Char(required=True, readonly=True)
+    ordering_key = fields.Char(readonly=True)
+    correlation_id = fields.Char(index=True, readonly=True, help="Shared by the events of one delivery.")
+    payload = fields.Json(readonly=True)
+    payload_raw = fields.Text("Raw Payload", readonly=True, help="The body as received when it could not be parsed.")
+    payload_pretty = fields.Text("Payload (formatted)", compute="_compute_payload_pretty")
+    headers = fields.Json(readonly=True)
+    state = fields.Selection(STATES, required=True, default="pending", index=True, readonly=True, tracking=True)
+    attempts = fields.Integer(readonly=True)
+    next_attempt_at = fields.Datetime(readonly=True, default=fields.Datetime.now)
+    claimed_at = fields.Datetime(readonly=True)
+    claim_token = fields.Char(readonly=True, copy=False)
+    error_class = fields.Selection(
+        [("transient", "Transient"), ("permanent", "Permanent"), ("business", "Business")],
+        readonly=True,
+    )
+    reason = fields.Char(index=True, readonly=True, help="Short code of what went wrong, to group by.")
+    last_error = fields.Text(readonly=True)
+    ignore_reason = fields.Text(readonly=True)
+    res_model = fields.Char("Resulting Model", readonly=True)
+    res_id = fields.Many2oneReference("Resulting Record ID", model_field="res_model", readonly=True)
+    occurred_at = fields.Datetime(readonly=True, help="When the vendor says it happened.")
+    received_at = fields.Datetime(readonly=True, default=fields.Datetime.now)
+    started_at = fields.Datetime(readonly=True)
+    done_at = fields.Datetime(readonly=True)
+    duration_ms = fields.Float("Handler Time (ms)", readonly=True, aggregator="avg")
+    latency_ms = fields.Float("Received to Done (ms)", readonly=True, aggregator="avg")
+    ctx_customer = fields.Char("Customer", readonly=True)
+    ctx_reference = fields.Char("Reference", readonly=True)
+    ctx_amount = fields.Float("Amount", readonly=True)
+    ctx_currency = fields.Char("Currency", readonly=True)
+
+    _idempotency_unique = models.UniqueIndex("(connector_id, direction, idempotency_key)")
+    _claim_idx = models.Index("(next_attempt_at, id) WHERE state IN ('pending', 'retry')")
+    _ordering_idx = models.Index(
+        "(connector_id, ordering_key, id) WHERE state IN ('pending', 'retry', 'processing')"
+    )
+    _stale_idx = models.Index("(claimed_at) WHERE state = 'processing'")
+
+    @api.depends("payload", "payload_raw")
+    def _compute_payload_pretty(self):
+        for event in self:
+            if event.payload is not None and event.payload is not False:
+                event.payload_pretty = json.dumps(event.payload, indent=2, sort_keys=True)
+            else:
+                event.payload_pretty = event.payload_raw or ""
+
+    @api.depends("connector_id", "event_type", "external_id")
+    def _compute_display_name(self):
+        for event in self:
+            event.display_name = " / ".join(
+                p for p in (event.connector_id.name, event.event_type, event.external_id) if p
+            )
+
+    def _hub_record(self):
+        """The Odoo record this event produced, if any."""
+        self.ensure_one()
+        if not self.res_model or not self.res_id or self.res_model not in self.env:
+            return None
+        return self.env[self.res_model].browse(self.res_id).exists()
+
+    # ------------------------------------------------------------------ enqueue
+
+    @api.model
+    def _hub_enqueue(self, connector, delivery: parsers.Delivery, headers=None) -> tuple[list[int], int]:
+        """Insert the delivery's events; return (new ids, number of duplicates).
+
+        One INSERT ... ON CONFLICT DO NOTHING on the idempotency index: a redelivered
+        event, even one racing with its twin in another process, is not stored twice.
+        """
+        events = delivery.events
+        if not events:
+            return [], 0
+        kept = {k: v for k, v in (headers or {}).items() if k.lower() in KEPT_HEADERS}
+        headers_json = json.dumps(kept)
+        correlation_id = uuid.uuid4().hex
+        uid = self.env.uid or None
+        rows = []
+        for ev in events:
+            malformed = ev.parse_error is not None
+            rows.append(SQL(
+                "(%s, %s, %s, 'in', %s, %s, %s, %s, %s, %s::jsonb, %s, %s::jsonb, %s, %s, %s, %s, "
+                "%s, 0, now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC', %s, %s, "
+                "now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC')",
+                connector.id, connector.system, connector.company_id.id, ev.event_type[:256], ev.external_id,
+                ev.idempotency_key, ev.ordering_key, correlation_id,
+                json.dumps(ev.payload) if ev.payload is not None else None,
+                ev.raw if malformed else None, headers_json,
+                "exception" if malformed else "pending",
+                "permanent" if malformed else None,
+                "malformed" if malformed else None,
+                ev.parse_error, ev.occurred_at, uid, uid,
+            ))
+        self.env.cr.execute(SQL(
+            "INSERT INTO ps_hub_event (connector_id, system, company_id, direction, event_type, "
+            "external_id, idempotency_key, ordering_key, correlation_id, payload, payload_raw, "
+            "headers, state, error_class, reason, last_error, occurred_at, attempts, "
+            "next_attempt_at, received_at, create_uid, write_uid, create_date, write_date) "
+            "VALUES %s ON CONFLICT (connector_id, direction, idempotency_key) DO NOTHING "
+            "RETURNING id, state",
+            SQL(", ").join(rows),
+        ))
+        inserted = self.env.cr.fetchall()
+        new_ids = [row[0] for row in inserted]
+        if any(state == "pending" for _id, state in inserted):
+            self._hub_trigger_workers()
+        return new_ids, len(events) - len(new_ids)
+
+    @api.model
+    def _hub_trigger_workers(self, at=None):
+        """Wake the worker crons (after commit) instead of waiting for their next run."""
+        for xmlid in WORKER_CRONS:
+            cron = self.env.ref(xmlid, raise_if_not_found=False)
+            if cron:
+                cron.sudo()._trigger(at)
+
+    # ------------------------------------------------------------------ handlers
+
+    def _hub_handlers(self) -> dict:
+        """{(system, event_type): callable(event) -> record | None}; modules extend it."""
+        return {}
+
+    def _hub_note_context(self, customer=None, reference=None, amount=None, currency=None):
+        """Business context for the exception desk; kept even if the handler fails."""
+        self.ensure_one()
+        noted = _NOTED_CONTEXT.setdefault((self.env.cr.dbname, self.id), {})
+        for key, value in (("ctx_customer", customer), ("ctx_reference", reference),
+                           ("ctx_amount", amount), ("ctx_currency", currency)):
+            if value is not None:
+                noted[key] = value
+
+    # ------------------------------------------------------------------ workers
+
+    @api.model
+    def _hub_param(self, name: str, default: int) -> int:
+        value = self.env["ir.config_parameter"].sudo().get_param(f"ps_integration_hub.{name}")
+        try:
+            return int(value) if value else default
+        except ValueError:
+            return default
+
+    @api.model
+    def _hub_claim(self, limit: int, token: str) -> list[int]:
+        """Mark up to ``limit`` ready events as processing for ``token``.
+
+        Rows locked by another worker are skipped; an event waits while an earlier event
+        of the same external object is still pending, retrying or processing.
+        """
+        self.flush_model()
+        self.env.cr.execute(SQL(
+            """
+            UPDATE ps_hub_event SET state = 'processing', claim_token = %(token)s,
+                   claimed_at = statement_timestamp() AT TIME ZONE 'UTC', attempts = attempts + 1
+             WHERE id IN (
+                SELECT e.id FROM ps_hub_event e
+                 WHERE e.state IN ('pending', 'retry') AND e.direction = 'in'
+                   AND e.next_attempt_at <= statement_timestamp() AT TIME ZONE 'UTC'
+                   AND (e.ordering_key IS NULL OR NOT EXISTS (
+                        SELECT 1 FROM ps_hub_event p
+                         WHERE p.connector_id = e.connector_id
+                           AND p.ordering_key = e.ordering_key
+                           AND p.id < e.id
+                           AND p.state IN ('pending', 'retry', 'processing')))
+                 ORDER BY e.next_attempt_at, e.id
+                 LIMIT %(limit)s
+                 FOR UPDATE SKIP LOCKED)
+            RETURNING id
+            """,
+            token=token, limit=limit,
+        ))
+        ids = sorted(row[0] for row in self.env.cr.fetchall())
+        self.invalidate_model(["state", "claim_token", "claimed_at", "attempts"])
+        return ids
+
+    @api.model
+    def _hub_reclaim_stale(self) -> int:
+        """Put back events left in processing by a worker that died.
+
+        A live worker holds a row lock on what it processes, so only the rows of a dead
+        one can be locked here (SKIP LOCKED), and only once their lease has passed.
+        """
+        lease = self._hub_param("lease_seconds", 300)
+        self.flush_model()
+        self.env.cr.execute(SQL(
+            """
+            UPDATE ps_hub_event e
+               SET state = CASE WHEN e.attempts >= c.retry_max_attempts THEN 'dead'
+                                ELSE 'retry' END,
+                   error_class = 'transient', reason = 'worker_lost',
+                   last_error = 'The worker processing this event stopped before it finished.',
+                   claim_token = NULL, next_attempt_at = statement_timestamp() AT TIME ZONE 'UTC'
+              FROM ps_hub_connector c
+             WHERE c.id = e.connector_id AND e.id IN (
+                SELECT id FROM ps_hub_event
+                 WHERE state = 'processing'
+                   AND claimed_at < statement_timestamp() AT TIME ZONE 'UTC' - make_interval(secs => %s)
+                 FOR UPDATE SKIP LOCKED)
+            RETURNING e.id
+            """,
+            lease,
+        ))
+        ids = [row[0] for row in self.env.cr.fetchall()]
+        if ids:
+            _logger.warning("ps_hub: reclaimed %d event(s) of a lost worker: %s", len(ids), ids)
+            self.invalidate_model()
+        return len(ids)
+
+    @api.model
+    def _cron_process_events(self, limit: int | None = None):
+        """Cron worker: claim, process and commit batches until the queue or time is out."""
+        cron = self.env["ir.cron"]
+        limit = limit or self._hub_param("batch_size", 50)
+        self._hub_reclaim_stale()
+        cron._commit_progress(0)
+        while True:
+            token = uuid.uuid4().hex
+            claimed = self._hub_claim(limit, token)
+            if not claimed:
+                cron._commit_progress(0, remaining=0)
+                return
+            cron._commit_progress(0, remaining=len(claimed))  # the claim is durable
+            self._hub_process_claimed(token)
+            more = len(claimed) == limit
+            time_left = cron._commit_progress(len(claimed), remaining=1 if more else 0)
+            if time_left <= 0:
+                return
+
+    @api.model
+    def _hub_process_claimed(self, token: str):
+        """Lock and process the events claimed under ``token`` (no commit)."""
+        self.env.cr.execute(SQL(
+            "SELECT id FROM ps_hub_event WHERE claim_token = %s AND state = 'processing' "
+            "ORDER BY id FOR UPDATE", token,
+        ))
+        events = self.browse([row[0] for row in self.env.cr.fetchall()])
+        events._hub_run()
+        return events
+
+    def _hub_run(self):
+        """Run each event's handler in its own savepoint and record the outcome."""
+        handlers = self._hub_handlers()
+        outcomes = []
+        for event in self.with_context(tracking_disable=True, mail_notrack=True):
+            start = time.perf_counter()
+            started_at = fields.Datetime.now()
+            outcome = event._hub_run_one(handlers)
+            outcome["duration_ms"] = (time.perf_counter() - start) * 1000
+            outcome["started_at"] = started_at
+            outcome.update(_NOTED_CONTEXT.pop((self.env.cr.dbname, event.id), {}))
+            outcomes.append((event, outcome))
+        self._hub_write_outcomes(outcomes)
+
+    def _hub_run_one(self, handlers) -> dict:
+        handler = handlers.get((self.system, self.event_type))
+        if handler is None:
+            return {"state": "ignored", "reason": "no_handler",
+                    "ignore_reason": f"No handler for {self.system} event {self.event_type}."}
+        try:
+            with self.env.cr.savepoint():
+                record = handler(self)
+        except IgnoreEvent as exc:
+            return {"state": "ignored", "reason": "not_applicable", "ignore_reason": exc.reason}
+        except HubError as exc:
+            return self._hub_failure(exc.error_class, exc.reason, str(exc),
+                                     getattr(exc, "retry_after", None))
+        except TRANSIENT_DB_ERRORS as exc:
+            return self._hub_failure("transient", "database_conflict", str(exc).strip())
+        except requests.RequestException as exc:
+            return self._hub_failure("transient", "network", f"{exc.__class__.__name__}: {exc}")
+        except (UserError, ValidationError, AccessError) as exc:
+            return self._hub_failure("business", "rejected_by_odoo", str(exc))
+        except Exception as exc:
+            _logger.exception("ps_hub: handler of event %s crashed", self.id)
+            return self._hub_failure(
+                "permanent", "handler_crash",
+                f"{exc.__class__.__name__}: {exc}\n\n{traceback.format_exc(limit=8)}",
+            )
+        result = {"state": "done", "error_class": False, "reason": False, "last_error": False}
+        if record:
+            record.ensure_one()
+            result.update(res_model=record._name, res_id=record.id)
+        return result
+
+    def _hub_failure(self, error_class, reason, message, retry_after=None) -> dict:
+        connector = self.connector_id
+        result = {"error_class": error_class, "reason": reason, "last_error": message}
+        if error_class != "transient":
+            result["state"] = "exception"
+        elif self.attempts >= connector.retry_max_attempts:
+            result["state"] = "dead"
+        else:
+            delay = backoff_delay(self.attempts, connector.retry_backoff_base,
+                                  connector.retry_backoff_cap)
+            delay = max(delay, retry_after or 0)
+            result["state"] = "retry"
+            result["next_attempt_at"] = fields.Datetime.now() + timedelta(seconds=delay)
+        return result
+
+    def _hub_write_outcomes(self, outcomes):
+        """One UPDATE and one audit INSERT for the whole batch."""
+        if not outcomes:
+            return
+        self.flush_model()
+        now = fields.Datetime.now()
+        rows, audit = [], []
+        for event, out in outcomes:
+            done = out["state"] == "done"
+            latency = (now - event.received_at).total_seconds() * 1000 if done and event.received_at else None
+            rows.append(SQL(
+                "(%s, %s, %s, %s, %s, %s, %s, %s::timestamp, %s::timestamp, %s::timestamp, "
+                "%s::float, %s::float, %s, %s, %s::float, %s)",
+                event.id, out["state"], out.get("error_class") or None, out.get("reason") or None,
+                out.get("last_error") or None, out.get("ignore_reason"), out.get("res_model"),
+                out.get("next_attempt_at"), out["started_at"], now if out["state"] in ("done", "ignored") else None,
+                out["duration_ms"], latency,
+                out.get("ctx_customer"), out.get("ctx_reference"), out.get("ctx_amount"),
+                out.get("ctx_currency"),
+            ))
+            audit.append((event, "process", {"state": "processing"},
+                          {"state": out["state"], "reason": out.get("reason") or None}))
+        self.env.cr.execute(SQL(
+            """
+            UPDATE ps_hub_event e SET
+                   state = v.state, error_class = v.error_class, reason = v.reason,
+                   last_error = v.last_error, ignore_reason = COALESCE(v.ignore_reason, e.ignore_reason),
+                   res_model = COALESCE(v.res_model, e.res_model),
+                   next_attempt_at = COALESCE(v.next_attempt_at, e.next_attempt_at),
+                   started_at = v.started_at, done_at = v.done_at,
+                   duration_ms = v.duration_ms, latency_ms = v.latency_ms,
+                   ctx_customer = COALESCE(v.ctx_customer, e.ctx_customer),
+                   ctx_reference = COALESCE(v.ctx_reference, e.ctx_reference),
+                   ctx_amount = COALESCE(v.ctx_amount, e.ctx_amount),
+                   ctx_currency = COALESCE(v.ctx_currency, e.ctx_currency),
+                   claim_token = NULL, write_date = now() AT TIME ZONE 'UTC', write_uid = %s
+              FROM (VALUES %s) AS v(id, state, error_class, reason, last_error, ignore_reason,
+                   res_model, next_attempt_at, started_at, done_at, duration_ms, latency_ms,
+                   ctx_customer, ctx_reference, ctx_amount, ctx_currency)
+             WHERE e.id = v.id
+            """,
+            self.env.uid, SQL(", ").join(rows),
+        ))
+        res_ids = [(out["res_id"], event.id) for event, out in outcomes if out.get("res_id")]
+        if res_ids:
+            self.env.cr.execute(SQL(
+                "UPDATE ps_hub_event e SET res_id = v.res_id FROM (VALUES %s) AS v(res_id, id) "
+                "WHERE e.id = v.id",
+                SQL(", ").join(SQL("(%s, %s)", r, i) for r, i in res_ids),
+            ))
+        self.invalidate_recordset()
+        self.env["ps.hub.audit.log"]._hub_log_many(audit)
+
+    # ------------------------------------------------------- exception desk actions
+
+    def _hub_check_desk_access(self):
+        if not self.env.user.has_group("ps_integration_hub.group_hub_finance"):
+            raise AccessError(self.env._("Only Integration Finance users can work exceptions."))
+        self.check_access("write")
+
+    def _hub_requeue(self, action: str, extra=None, audit_after=None):
+        self._hub_check_desk_access()
+        audit = [(event, action, {"state": event.state, "reason": event.reason,
+                                  **({"payload": event.payload} if audit_after else {})},
+                  dict({"state": "pending"}, **(audit_after or {})))
+                 for event in self]
+        self.sudo().write(dict({
+            "state": "pending", "attempts": 0, "next_attempt_at": fields.Datetime.now(),
+            "error_class": False, "reason": False, "last_error": False, "claim_token": False,
+        }, **(extra or {})))
+        self.env["ps.hub.audit.log"]._hub_log_many(audit)
+        self._hub_trigger_workers()
+
+    def action_retry(self):
+        """Queue the events again (bulk-capable)."""
+        retryable = self.filtered(lambda e: e.state in ("exception", "dead", "ignored", "retry"))
+        if not retryable:
+            raise UserError(self.env._("Only events in exception, dead, ignored or waiting "
+                                       "to retry can be retried."))
+        retryable._hub_requeue("retry")
+        for event in retryable:
+            event.message_post(body=self.env._("Queued for retry by %s.", self.env.user.name))
+        return True
+
+    def action_ignore(self, reason: str):
+        """Close the events without processing them; a reason is required."""
+        self._hub_check_desk_access()
+        if not (reason or "").strip():
+            raise UserError(self.env._("Say why the event is ignored."))
+        open_events = self.filtered(lambda e: e.state in ("exception", "dead", "retry", "pending"))
+        audit = [(e, "ignore", {"state": e.state}, {"state": "ignored"}, reason) for e in open_events]
+        open_events.sudo().write({"state": "ignored", "ignore_reason": reason, "claim_token": False})
+        self.env["ps.hub.audit.log"]._hub_log_many(audit)
+        for event in open_events:
+            event.message_post(body=self.env._("Ignored: %s", reason))
+        return True
+
+    def action_edit_payload_and_retry(self, payload_text: str):
+        """Replace the payload by a corrected one (JSON, or the vendor's raw format) and retry."""
+        self.ensure_one()
+        self._hub_check_desk_access()
+        body = payload_text.encode()
+        if self.system == "salesforce" or self.event_type == "malformed":
+            delivery = parsers.parse_delivery(self.system, body, self.headers or {})
+            if len(delivery.events) != 1 or delivery.events[0].parse_error:
+                error = delivery.events[0].parse_error if delivery.events else "no event"
+                raise UserError(self.env._("The corrected payload still cannot be read: %s", error))
+            parsed = delivery.events[0]
+            values = {"payload": parsed.payload, "payload_raw": False,
+                      "event_type": parsed.event_type, "external_id": parsed.external_id,
+                      "ordering_key": parsed.ordering_key}
+        else:
+            try:
+                payload = json.loads(payload_text)
+            except ValueError as exc:
+                raise UserError(self.env._("The payload is not valid JSON: %s", exc)) from None
+            values = {"payload": payload, "payload_raw": False}
+        self._hub_requeue("edit_payload", extra=values, audit_after={"payload": values["payload"]})
+        self.message_post(body=self.env._("Payload corrected and queued for retry."))
+        return True
+
+    def action_link(self, record, binding_model=None):
+        """Resolve the event by pointing it to an existing record (and bind it)."""
+        self.ensure_one()
+        self._hub_check_desk_access()
+        record.ensure_one()
+        before = {"state": self.state, "res_model": self.res_model, "res_id": self.res_id}
+        self.sudo().write({"state": "done", "res_model": record._name, "res_id": record.id,
+                           "done_at": fields.Datetime.now(), "claim_token": False})
+        if binding_model and self.external_id:
+            self.env["ps.hub.binding"].sudo()._hub_bind(
+                self.connector_id, binding_model, self.external_id, record)
+        self.env["ps.hub.audit.log"]._hub_log_many([(self, "link", before, {
+            "state": "done", "res_model": record._name, "res_id": record.id,
+        }, None)])
+        self.message_post(body=self.env._("Linked to %s.", record.display_name))
+        return True
+
+    def action_open_record(self):
+        """Open the record this event produced."""
+        self.ensure_one()
+        record = self._hub_record()
+        if not record:
+            raise UserError(self.env._("This event has no resulting record."))
+        return {"type": "ir.actions.act_window", "res_model": record._name,
+                "res_id": record.id, "view_mode": "form"}
+
+    @api.autovacuum
+    def _gc_done_events(self):
+        """Delete done and ignored events older than the retention (days, default 90)."""
+        days = self._hub_param("retention_days", 90)
+        self.env.cr.execute(SQL(
+            "DELETE FROM ps_hub_event WHERE id IN (SELECT id FROM ps_hub_event "
+            "WHERE state IN ('done', 'ignored') AND done_at < now() AT TIME ZONE 'UTC' - "
+            "make_interval(days => %s) LIMIT 10000)", days,
+        ))

@@ -1,0 +1,1 @@
+"""Plain-Python services of the integration hub: no ORM, testable without a database."""

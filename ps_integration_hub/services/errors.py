@@ -1,0 +1,41 @@
+"""Failure classes a handler raises so the worker knows what to do next."""
+
+
+class HubError(Exception):
+    """Base class of the failures the worker classifies."""
+
+    error_class = "permanent"
+
+    def __init__(self, message: str, *, reason: str | None = None):
+        super().__init__(message)
+        self.reason = reason or self.__class__.__name__
+
+
+class TransientError(HubError):
+    """A failure that may pass by itself (timeout, 429, 5xx): retried with backoff."""
+
+    error_class = "transient"
+
+    def __init__(self, message: str, *, reason: str | None = None, retry_after: float | None = None):
+        super().__init__(message, reason=reason or "transient")
+        self.retry_after = retry_after
+
+
+class PermanentError(HubError):
+    """A failure no retry will fix without a change (bad payload, 4xx): an exception."""
+
+    error_class = "permanent"
+
+
+class BusinessError(HubError):
+    """A business rule is not met (unknown SKU, customer in conflict): a person must act."""
+
+    error_class = "business"
+
+
+class IgnoreEvent(Exception):
+    """The event needs no work (a stage change that is not closed-won): ignored."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason

@@ -1,0 +1,14 @@
+{
+    "name": "Professional Services Quote to Cash",
+    "summary": "Closed-won deals from HubSpot and Salesforce become customers, confirmed "
+    "sale orders and projects",
+    "version": "19.0.1.0.0",
+    "category": "Sales",
+    "license": "LGPL-3",
+    "author": "ps-hub",
+    "website": "https://example.com/ps-hub",
+    "depends": ["ps_integration_hub", "sale_project"],
+    "data": [],
+    "demo": ["demo/ps_quote_to_cash_demo.xml"],
+    "installable": True,
+}

@@ -1,0 +1,2 @@
+from . import ps_hub_event
+from . import ps_q2c_engagement

@@ -1,0 +1,1 @@
+"""Vendor adapters: vendor JSON in, canonical engagement out (no ORM)."""
