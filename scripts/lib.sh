@@ -18,7 +18,7 @@ find_odoo() {
         export PYTHONPATH="$ODOO_PATH${PYTHONPATH:+:$PYTHONPATH}"
     fi
     local info
-    if ! info="$("$PYTHON" -c 'import os, odoo.release as r, odoo; print(r.version); print(os.path.dirname(list(odoo.__path__)[0]))' 2>/dev/null)"; then
+    if ! info="$("$PYTHON" -c 'import os, odoo.release as r; print(r.version); print(os.path.dirname(os.path.dirname(r.__file__)))' 2>/dev/null)"; then
         die "Odoo 19.0 is not importable by $PYTHON. Install Odoo 19.0 (https://www.odoo.com/documentation/19.0/administration/on_premise/source.html) or pass its source folder: --odoo /path/to/odoo (or ODOO_PATH=...)."
     fi
     ODOO_VERSION="$(echo "$info" | sed -n 1p)"

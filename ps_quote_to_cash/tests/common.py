@@ -1,0 +1,33 @@
+from odoo.addons.ps_integration_hub.tests.common import HubCaseMixin
+from odoo.addons.ps_integration_hub.tests.fake_vendors import FakeHubSpot, FakeSalesforce
+
+SKUS = {
+    "PS-CONSULT-TM": "Implementation consulting",
+    "PS-BLUEPRINT-MS": "Solution blueprint",
+    "PS-RETAINER": "Retainer",
+    "PS-DISCOVERY-FF": "Discovery",
+}
+
+
+class Q2CMixin(HubCaseMixin):
+    """Legal entities, products and fake CRMs for the closed-won flows."""
+
+    @classmethod
+    def setup_q2c(cls):
+        cls.setup_hub()
+        cls.fake_hubspot = FakeHubSpot(token="pat-test-token").start()
+        cls.addClassCleanup(cls.fake_hubspot.stop)
+        cls.fake_salesforce = FakeSalesforce(client_id="client-id", client_secret="client-secret").start()
+        cls.addClassCleanup(cls.fake_salesforce.stop)
+        cls.hubspot.base_url = cls.fake_hubspot.base_url
+        cls.salesforce.base_url = cls.fake_salesforce.base_url
+        (cls.env.ref("base.EUR") | cls.env.ref("base.USD")).active = True
+        cls.europe = cls.env["res.company"].create({
+            "name": "PS Consulting Europe", "currency_id": cls.env.ref("base.EUR").id})
+        cls.inc = cls.env["res.company"].create({
+            "name": "PS Consulting Inc.", "currency_id": cls.env.ref("base.USD").id})
+        cls.products = cls.env["product.product"].create([
+            {"name": name, "default_code": sku, "type": "service", "service_tracking": "task_in_project",
+             "list_price": 1.0}
+            for sku, name in SKUS.items()
+        ])

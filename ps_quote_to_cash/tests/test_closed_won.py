@@ -1,0 +1,183 @@
+import json
+import time
+
+from odoo.tests import HttpCase, TransactionCase, tagged
+
+from odoo.addons.ps_integration_hub.services.signatures import sign_hubspot_v3
+from odoo.addons.ps_integration_hub.tests.fake_vendors import load_fixture, load_json
+
+from .common import Q2CMixin
+
+
+@tagged("post_install", "-at_install")
+class TestHubSpotClosedWon(Q2CMixin, TransactionCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.setup_q2c()
+
+    def setUp(self):
+        super().setUp()
+        self.fake_hubspot.reset()
+        self.fake_salesforce.reset()
+
+    def deliver_fixture(self):
+        events, _dup = self.enqueue(self.hubspot, load_fixture("hubspot/webhook_deal_closedwon.json").encode())
+        self.process()
+        return events.sorted("idempotency_key")
+
+    def orders(self):
+        return self.env["sale.order"].search([("partner_id.vat", "=", "GB123456782")])
+
+    def test_closed_won_becomes_confirmed_order_and_project(self):
+        won, other = self.deliver_fixture()
+        self.assertEqual(won.state, "done", won.last_error)
+        order = won._hub_record()
+        self.assertEqual(order._name, "sale.order")
+        self.assertEqual(order.state, "sale")
+        self.assertEqual(order.company_id, self.europe)
+        self.assertEqual(order.currency_id.name, "EUR")
+        self.assertEqual(order.client_order_ref, "PO-2026-7781")
+        self.assertEqual(order.amount_untaxed, 98400)
+        self.assertEqual(sorted(order.order_line.mapped("product_id.default_code")),
+                         ["PS-BLUEPRINT-MS", "PS-CONSULT-TM", "PS-RETAINER"])
+        self.assertTrue(order.project_ids, "sale_project made the project")
+        partner = order.partner_id
+        self.assertEqual((partner.name, partner.vat, partner.city), ("Northwind Legal LLP", "GB123456782", "London"))
+        self.assertEqual(partner.child_ids.email, "amelia.barrow@northwind-legal.example")
+        self.assertEqual((won.ctx_customer, won.ctx_amount, won.ctx_currency),
+                         ("Northwind Legal LLP", 98400, "EUR"))
+        self.assertEqual((other.state, other.reason), ("ignored", "not_applicable"))
+        self.assertIn("appointmentscheduled", other.ignore_reason)
+        deal_calls = self.fake_hubspot.calls("GET", "/crm/v3/objects/deals/19077001")
+        self.assertEqual(len(deal_calls), 1)
+        self.assertIn("line_items", deal_calls[0].query["associations"])
+        self.assertEqual(deal_calls[0].headers["Authorization"], "Bearer pat-test-token")
+
+    def test_replay_creates_nothing_new(self):
+        self.deliver_fixture()
+        # the same delivery again: duplicates, not stored
+        again, dup = self.enqueue(self.hubspot, load_fixture("hubspot/webhook_deal_closedwon.json").encode())
+        self.assertEqual((len(again), dup), (0, 2))
+        # the deal closed-won again under a new event id: processed, bound to the same order
+        payload = load_json("hubspot/webhook_deal_closedwon.json")[0]
+        payload["eventId"] = 99
+        second, _dup = self.enqueue(self.hubspot, [payload])
+        self.process()
+        self.assertEqual(second.state, "done")
+        self.assertEqual(len(self.orders()), 1)
+        self.assertEqual(second._hub_record(), self.orders())
+
+    def test_customer_matched_by_vat_then_domain(self):
+        existing = self.env["res.partner"].create({"name": "Northwind (old name)", "is_company": True,
+                                                   "vat": "GB 123 456 782"})
+        won, _other = self.deliver_fixture()
+        self.assertEqual(won._hub_record().partner_id, existing)
+        self.assertEqual(self.env["ps.hub.binding"]._hub_lookup(self.hubspot, "company", "5500071"), existing)
+
+    def test_customer_matched_by_domain(self):
+        existing = self.env["res.partner"].create({"name": "Northwind", "is_company": True,
+                                                   "website": "https://www.northwind-legal.example"})
+        won, _other = self.deliver_fixture()
+        self.assertEqual(won._hub_record().partner_id, existing)
+
+    def test_customer_conflict_is_an_exception(self):
+        by_vat = self.env["res.partner"].create({"name": "NW by VAT", "is_company": True, "vat": "GB123456782"})
+        self.env["res.partner"].create({"name": "NW by domain", "is_company": True,
+                                        "website": "northwind-legal.example"})
+        won, _other = self.deliver_fixture()
+        self.assertEqual((won.state, won.error_class, won.reason), ("exception", "business", "customer_conflict"))
+        self.assertIn("NW by VAT", won.last_error)
+        self.assertFalse(self.env["sale.order"].search([("partner_id", "=", by_vat.id)]))
+
+    def test_missing_sku_then_retry_completes(self):
+        self.products.filtered(lambda p: p.default_code == "PS-RETAINER").default_code = "OLD-RETAINER"
+        won, _other = self.deliver_fixture()
+        self.assertEqual((won.state, won.reason), ("exception", "missing_product"))
+        self.assertIn("PS-RETAINER", won.last_error)
+        self.assertEqual(won.ctx_customer, "Northwind Legal LLP", "context readable on the desk")
+        self.assertFalse(self.orders(), "nothing half-made")
+        self.products.filtered(lambda p: p.default_code == "OLD-RETAINER").default_code = "PS-RETAINER"
+        won.with_user(self.user_finance).action_retry()
+        self.process()
+        self.assertEqual(won.state, "done", won.last_error)
+        self.assertEqual(len(self.orders()), 1)
+
+    def test_unknown_legal_entity(self):
+        self.fake_hubspot.deals["19077001"]["properties"]["legal_entity"] = "PS Consulting Mars"
+        won, _other = self.deliver_fixture()
+        self.assertEqual((won.state, won.reason), ("exception", "unknown_legal_entity"))
+        self.assertIn("PS Consulting Mars", won.last_error)
+        self.fake_hubspot.deals["19077001"]["properties"]["legal_entity"] = "PS Consulting Europe"
+        won.action_retry()
+        self.process()
+        self.assertEqual(won.state, "done")
+
+    def test_rate_limited_is_retried_later(self):
+        self.fake_hubspot.fail_next(1, status=429)
+        won, _other = self.deliver_fixture()
+        self.assertEqual((won.state, won.error_class, won.reason), ("retry", "transient", "rate_limited"))
+        won.sudo().next_attempt_at = "2000-01-01 00:00:00"
+        self.process()
+        self.assertEqual(won.state, "done")
+        self.assertEqual(won.attempts, 2)
+
+    def test_deal_gone_from_hubspot_is_an_exception(self):
+        del self.fake_hubspot.deals["19077001"]
+        won, _other = self.deliver_fixture()
+        self.assertEqual((won.state, won.error_class, won.reason), ("exception", "permanent", "remote_not_found"))
+
+
+@tagged("post_install", "-at_install")
+class TestSalesforceClosedWon(Q2CMixin, TransactionCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.setup_q2c()
+
+    def test_won_opportunity_becomes_order_in_usd(self):
+        body = load_fixture("salesforce/outbound_message_opportunity.xml").encode()
+        events, _dup = self.enqueue(self.salesforce, body)
+        self.process()
+        self.assertEqual(events.state, "done", events.last_error)
+        order = events._hub_record()
+        self.assertEqual((order.state, order.company_id, order.currency_id.name), ("sale", self.inc, "USD"))
+        self.assertEqual(order.amount_untaxed, 151500)
+        self.assertEqual(order.partner_id.name, "Contoso Engineering Inc.")
+        self.assertEqual(order.client_order_ref, "4500098812")
+        self.assertTrue(order.project_ids)
+        token_calls = self.fake_salesforce.calls("POST", "/services/oauth2/token")
+        self.assertTrue(token_calls)
+        query = self.fake_salesforce.calls("GET", "/services/data/v62.0/query")[0]
+        self.assertIn("OpportunityId = '0065e00000GhIjKAAV'", query.query["q"])
+
+    def test_lost_opportunity_is_ignored(self):
+        body = self.fake_salesforce.outbound_message([{
+            "notification_id": "04l5e00000CxYz9AAF", "opportunity_id": "0065e00000GhIjKAAV",
+            "account_id": "0015e00000QrStUAAV", "stage": "Closed Lost", "is_won": False}])
+        events, _dup = self.enqueue(self.salesforce, body)
+        self.process()
+        self.assertEqual(events.state, "ignored")
+
+
+@tagged("post_install", "-at_install")
+class TestClosedWonOverHttp(Q2CMixin, HttpCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.setup_q2c()
+
+    def test_signed_webhook_to_project(self):
+        body = load_fixture("hubspot/webhook_deal_closedwon.json").encode()
+        url = f"{self.base_url()}/ps_hub/in/{self.hubspot.sudo().inbound_token}"
+        ts = int(time.time() * 1000)
+        headers = {"Content-Type": "application/json", "X-HubSpot-Request-Timestamp": str(ts),
+                   "X-HubSpot-Signature-v3": sign_hubspot_v3("hubspot-client-secret", "POST", url, body, ts)}
+        response = self.url_open(url, data=body, headers=headers, method="POST")
+        self.assertEqual(response.json(), {"accepted": 2, "duplicates": 0})
+        self.process()
+        event = self.env["ps.hub.event"].search([("idempotency_key", "=", "3817561001")])
+        order = event._hub_record()
+        self.assertEqual(order.state, "sale")
+        self.assertTrue(order.project_ids)
+        self.assertEqual(json.loads(response.text)["accepted"], 2)

@@ -1,0 +1,81 @@
+"""Play HubSpot once against a running demo: a signed closed-won delivery, then wait for the project."""
+
+import argparse
+import configparser
+import sys
+import time
+from pathlib import Path
+
+import psycopg2
+import requests
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "ps_integration_hub" / "services"))
+sys.path.insert(0, str(REPO / "ps_integration_hub" / "tests"))
+from fake_vendors import load_fixture  # noqa: E402
+from signatures import sign_hubspot_v3  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--db", required=True)
+    parser.add_argument("--port", type=int, default=8069)
+    parser.add_argument("--secret", required=True, help="the HubSpot connector's signing secret")
+    parser.add_argument("--timeout", type=float, default=120)
+    args = parser.parse_args()
+    conf = configparser.ConfigParser()
+    conf.read(args.config)
+    opts = conf["options"]
+    conn = psycopg2.connect(dbname=args.db, host=opts.get("db_host"), port=opts.get("db_port"),
+                            user=opts.get("db_user"))
+    conn.autocommit = True
+    with conn.cursor() as cr:
+        cr.execute("SELECT c.inbound_token FROM ps_hub_connector c JOIN ir_model_data d ON d.res_id = c.id "
+                   "AND d.model = 'ps.hub.connector' AND d.name = 'ps_hub_connector_demo_hubspot'")
+        token = cr.fetchone()[0]
+    base = f"http://localhost:{args.port}"
+    deadline = time.monotonic() + args.timeout
+    while True:
+        try:
+            if requests.get(f"{base}/web/health", timeout=2).ok:
+                break
+        except requests.RequestException:
+            pass
+        if time.monotonic() > deadline:
+            print("Odoo did not start: see .run/demo-odoo.log", file=sys.stderr)
+            return 1
+        time.sleep(0.5)
+    url = f"{base}/ps_hub/in/{token}"
+    body = load_fixture("hubspot/webhook_deal_closedwon.json").encode()
+    ts = int(time.time() * 1000)
+    response = requests.post(url, data=body, timeout=10, headers={
+        "Content-Type": "application/json", "X-HubSpot-Request-Timestamp": str(ts),
+        "X-HubSpot-Signature-v3": sign_hubspot_v3(args.secret, "POST", url, body, ts),
+    })
+    print(f"HubSpot delivered a signed closed-won deal: HTTP {response.status_code} {response.text}")
+    forged = requests.post(url, data=body, timeout=10, headers={
+        "Content-Type": "application/json", "X-HubSpot-Request-Timestamp": str(ts),
+        "X-HubSpot-Signature-v3": "forged"})
+    print(f"A forged copy was refused: HTTP {forged.status_code}")
+    with conn.cursor() as cr:
+        while time.monotonic() < deadline:
+            cr.execute("SELECT state, res_id, last_error FROM ps_hub_event WHERE idempotency_key = '3817561001'")
+            state, order_id, error = cr.fetchone()
+            if state not in ("pending", "processing", "retry"):
+                break
+            time.sleep(0.5)
+        if state != "done":
+            print(f"The deal ended in state {state}: {error}", file=sys.stderr)
+            return 1
+        cr.execute("SELECT DISTINCT so.name, p.name, pr.name->>'en_US', so.amount_untaxed FROM sale_order so "
+                   "JOIN res_partner p ON p.id = so.partner_id "
+                   "LEFT JOIN sale_order_line sol ON sol.order_id = so.id "
+                   "LEFT JOIN project_project pr ON pr.sale_line_id = sol.id WHERE so.id = %s", [order_id])
+        for order, customer, project, amount in cr.fetchall():
+            print(f"Customer {customer}: sale order {order} confirmed ({amount:,.2f}), project {project!r}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
