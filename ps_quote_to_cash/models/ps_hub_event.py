@@ -14,6 +14,8 @@ class PsHubEvent(models.Model):
         handlers = super()._hub_handlers()
         handlers[("hubspot", "deal.propertyChange")] = type(self)._q2c_handle_hubspot_deal
         handlers[("salesforce", "Opportunity.outbound_message")] = type(self)._q2c_handle_salesforce_opportunity
+        handlers[("hubspot", "company.propertyChange")] = type(self)._q2c_handle_hubspot_company_change
+        handlers[("hubspot", "company.creation")] = type(self)._q2c_handle_hubspot_company_change
         return handlers
 
     def _q2c_bound_order(self, deal_model):
@@ -68,6 +70,30 @@ class PsHubEvent(models.Model):
         except (KeyError, ValueError) as exc:
             raise PermanentError(f"HubSpot deal {deal_id} cannot be read: {exc}", reason="malformed") from None
         return self.env["ps.q2c.engagement"]._q2c_apply(self, engagement)
+
+    def _q2c_handle_hubspot_company_change(self):
+        """A HubSpot company changed: upsert the bound customer from the webhook's own value."""
+        payload = self.payload or {}
+        company_id = str(payload.get("objectId") or "")
+        if not company_id.isdigit():
+            raise PermanentError(f"HubSpot company id {company_id!r} is not numeric", reason="malformed")
+        field = hubspot.COMPANY_FIELDS.get(payload.get("propertyName"))
+        if payload.get("subscriptionType") == "company.propertyChange" and not field:
+            raise IgnoreEvent(f"HubSpot property {payload.get('propertyName')!r} is not synchronised")
+        Binding = self.env["ps.hub.binding"]
+        partner = Binding._hub_lookup(self.connector_id, "company", company_id)
+        values = {field: payload.get("propertyValue") or False} if field else {}
+        if field == "website" and values[field]:
+            values[field] = f"https://{values[field]}"
+        self._hub_note_context(customer=partner.name if partner else values.get("name"))
+        if partner:
+            if any(partner[name] != value for name, value in values.items()):
+                partner.write(values)
+            return partner
+        values.setdefault("name", f"HubSpot company {company_id}")
+        partner = self.env["res.partner"].create(dict(values, is_company=True))
+        Binding._hub_bind(self.connector_id, "company", company_id, partner)
+        return partner
 
     def _q2c_handle_salesforce_opportunity(self):
         """Outbound message of a won Opportunity -> Account and products over REST -> order and project."""

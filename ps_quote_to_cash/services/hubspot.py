@@ -6,6 +6,16 @@ DEAL_PROPERTIES = [
     "dealname", "dealstage", "amount", "deal_currency_code", "closedate", "po_number",
     "legal_entity", "payment_terms", "project_template",
 ]
+# HubSpot company property -> res.partner field kept in sync by company.propertyChange
+COMPANY_FIELDS = {
+    "name": "name",
+    "domain": "website",
+    "phone": "phone",
+    "address": "street",
+    "city": "city",
+    "zip": "zip",
+    "vat_number": "vat",
+}
 LINE_PROPERTIES = [
     "name", "hs_sku", "quantity", "price", "billing_model", "milestones",
     "recurringbillingfrequency",

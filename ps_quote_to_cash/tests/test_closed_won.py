@@ -129,6 +129,43 @@ class TestHubSpotClosedWon(Q2CMixin, TransactionCase):
 
 
 @tagged("post_install", "-at_install")
+class TestHubSpotCompanySync(Q2CMixin, TransactionCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.setup_q2c()
+
+    def change(self, event_id, prop, value, company_id=5500071):
+        events, _dup = self.enqueue(self.hubspot, [{
+            "eventId": event_id, "subscriptionType": "company.propertyChange", "objectId": company_id,
+            "propertyName": prop, "propertyValue": value, "occurredAt": 1763632800000 + event_id}])
+        self.process()
+        return events
+
+    def test_company_changes_upsert_one_partner_in_order(self):
+        first = self.change(1, "name", "Northwind Legal LLP")
+        partner = first._hub_record()
+        self.assertEqual((first.state, partner.name, partner.is_company), ("done", "Northwind Legal LLP", True))
+        events, _dup = self.enqueue(self.hubspot, [
+            {"eventId": 2, "subscriptionType": "company.propertyChange", "objectId": 5500071,
+             "propertyName": "name", "propertyValue": "Northwind Legal"},
+            {"eventId": 3, "subscriptionType": "company.propertyChange", "objectId": 5500071,
+             "propertyName": "name", "propertyValue": "Northwind Legal & Co"},
+        ])
+        self.process()
+        self.assertEqual(events.mapped("state"), ["done", "done"])
+        self.assertEqual(partner.name, "Northwind Legal & Co", "the later change wins")
+        self.change(4, "domain", "northwind-legal.example")
+        self.assertEqual(partner.website, "https://northwind-legal.example")
+        self.assertEqual(self.env["res.partner"].search_count([("name", "ilike", "Northwind Legal")]), 1)
+
+    def test_unsynchronised_property_is_ignored(self):
+        event = self.change(5, "hs_lead_status", "OPEN")
+        self.assertEqual(event.state, "ignored")
+        self.assertIn("hs_lead_status", event.ignore_reason)
+
+
+@tagged("post_install", "-at_install")
 class TestSalesforceClosedWon(Q2CMixin, TransactionCase):
     @classmethod
     def setUpClass(cls):
