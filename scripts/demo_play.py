@@ -2,6 +2,7 @@
 
 import argparse
 import configparser
+import json
 import sys
 import time
 from pathlib import Path
@@ -54,6 +55,15 @@ def main() -> int:
         "X-HubSpot-Signature-v3": sign_hubspot_v3(args.secret, "POST", url, body, ts),
     })
     print(f"HubSpot delivered a signed closed-won deal: HTTP {response.status_code} {response.text}")
+    lost = json.dumps([{"eventId": 3817561099, "subscriptionType": "deal.propertyChange", "objectId": 19077099,
+                        "propertyName": "dealstage", "propertyValue": "closedwon", "portalId": 8765432,
+                        "occurredAt": ts}]).encode()
+    response = requests.post(url, data=lost, timeout=10, headers={
+        "Content-Type": "application/json", "X-HubSpot-Request-Timestamp": str(ts),
+        "X-HubSpot-Signature-v3": sign_hubspot_v3(args.secret, "POST", url, lost, ts),
+    })
+    print(f"HubSpot delivered a closed-won for a deal it no longer has: HTTP {response.status_code} "
+          "(it lands on Integration Hub > Exceptions)")
     forged = requests.post(url, data=body, timeout=10, headers={
         "Content-Type": "application/json", "X-HubSpot-Request-Timestamp": str(ts),
         "X-HubSpot-Signature-v3": "forged"})
@@ -68,12 +78,14 @@ def main() -> int:
         if state != "done":
             print(f"The deal ended in state {state}: {error}", file=sys.stderr)
             return 1
-        cr.execute("SELECT DISTINCT so.name, p.name, pr.name->>'en_US', so.amount_untaxed FROM sale_order so "
+        cr.execute("SELECT so.name, p.name, so.amount_untaxed, so.state, "
+                   "string_agg(DISTINCT pr.name->>'en_US', ', ') FROM sale_order so "
                    "JOIN res_partner p ON p.id = so.partner_id "
                    "LEFT JOIN sale_order_line sol ON sol.order_id = so.id "
-                   "LEFT JOIN project_project pr ON pr.sale_line_id = sol.id WHERE so.id = %s", [order_id])
-        for order, customer, project, amount in cr.fetchall():
-            print(f"Customer {customer}: sale order {order} confirmed ({amount:,.2f}), project {project!r}")
+                   "LEFT JOIN project_project pr ON pr.sale_line_id = sol.id "
+                   "WHERE so.id = %s GROUP BY so.id, p.id", [order_id])
+        order, customer, amount, order_state, projects = cr.fetchone()
+        print(f"Customer {customer}: sale order {order} ({order_state}, {amount:,.2f}), project {projects!r}")
     return 0
 
 

@@ -4,3 +4,4 @@ from . import test_inbound_http
 from . import test_security
 from . import test_signatures
 from . import test_worker
+from . import test_views

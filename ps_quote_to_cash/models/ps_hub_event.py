@@ -37,11 +37,18 @@ class PsHubEvent(models.Model):
         if existing:
             return existing
         connector = self.connector_id
-        deal = connector._hub_request(
-            "GET", f"/crm/v3/objects/deals/{deal_id}",
-            params={"associations": "companies,contacts,line_items",
-                    "properties": ",".join(hubspot.DEAL_PROPERTIES)},
-        ).json()
+        try:
+            deal = connector._hub_request(
+                "GET", f"/crm/v3/objects/deals/{deal_id}",
+                params={"associations": "companies,contacts,line_items",
+                        "properties": ",".join(hubspot.DEAL_PROPERTIES)},
+            ).json()
+        except PermanentError as exc:
+            if exc.reason != "remote_not_found":
+                raise
+            raise BusinessError(
+                f"Deal {deal_id} no longer exists in HubSpot (deleted or merged): restore it and retry, "
+                "or ignore this event.", reason="deal_not_found") from None
         props = deal.get("properties") or {}
         self._hub_note_context(reference=props.get("dealname"), currency=props.get("deal_currency_code"),
                                amount=float(props["amount"]) if props.get("amount") else None)

@@ -125,7 +125,8 @@ class TestHubSpotClosedWon(Q2CMixin, TransactionCase):
     def test_deal_gone_from_hubspot_is_an_exception(self):
         del self.fake_hubspot.deals["19077001"]
         won, _other = self.deliver_fixture()
-        self.assertEqual((won.state, won.error_class, won.reason), ("exception", "permanent", "remote_not_found"))
+        self.assertEqual((won.state, won.error_class, won.reason), ("exception", "business", "deal_not_found"))
+        self.assertIn("Deal 19077001 no longer exists in HubSpot", won.last_error)
 
 
 @tagged("post_install", "-at_install")
