@@ -373,10 +373,10 @@ class PsHubEvent(models.Model):
             done = out["state"] == "done"
             latency = (now - event.received_at).total_seconds() * 1000 if done and event.received_at else None
             rows.append(SQL(
-                "(%s, %s, %s, %s, %s, %s, %s, %s::timestamp, %s::timestamp, %s::timestamp, "
+                "(%s, %s, %s, %s, %s, %s, %s, %s::int, %s::timestamp, %s::timestamp, %s::timestamp, "
                 "%s::float, %s::float, %s, %s, %s::float, %s)",
                 event.id, out["state"], out.get("error_class") or None, out.get("reason") or None,
-                out.get("last_error") or None, out.get("ignore_reason"), out.get("res_model"),
+                out.get("last_error") or None, out.get("ignore_reason"), out.get("res_model"), out.get("res_id"),
                 out.get("next_attempt_at"), out["started_at"], now if out["state"] in ("done", "ignored") else None,
                 out["duration_ms"], latency,
                 out.get("ctx_customer"), out.get("ctx_reference"), out.get("ctx_amount"),
@@ -389,7 +389,7 @@ class PsHubEvent(models.Model):
             UPDATE ps_hub_event e SET
                    state = v.state, error_class = v.error_class, reason = v.reason,
                    last_error = v.last_error, ignore_reason = COALESCE(v.ignore_reason, e.ignore_reason),
-                   res_model = COALESCE(v.res_model, e.res_model),
+                   res_model = COALESCE(v.res_model, e.res_model), res_id = COALESCE(v.res_id, e.res_id),
                    next_attempt_at = COALESCE(v.next_attempt_at, e.next_attempt_at),
                    started_at = v.started_at, done_at = v.done_at,
                    duration_ms = v.duration_ms, latency_ms = v.latency_ms,
@@ -399,19 +399,12 @@ class PsHubEvent(models.Model):
                    ctx_currency = COALESCE(v.ctx_currency, e.ctx_currency),
                    claim_token = NULL, write_date = now() AT TIME ZONE 'UTC', write_uid = %s
               FROM (VALUES %s) AS v(id, state, error_class, reason, last_error, ignore_reason,
-                   res_model, next_attempt_at, started_at, done_at, duration_ms, latency_ms,
+                   res_model, res_id, next_attempt_at, started_at, done_at, duration_ms, latency_ms,
                    ctx_customer, ctx_reference, ctx_amount, ctx_currency)
              WHERE e.id = v.id
             """,
             self.env.uid, SQL(", ").join(rows),
         ))
-        res_ids = [(out["res_id"], event.id) for event, out in outcomes if out.get("res_id")]
-        if res_ids:
-            self.env.cr.execute(SQL(
-                "UPDATE ps_hub_event e SET res_id = v.res_id FROM (VALUES %s) AS v(res_id, id) "
-                "WHERE e.id = v.id",
-                SQL(", ").join(SQL("(%s, %s)", r, i) for r, i in res_ids),
-            ))
         self.invalidate_recordset()
         self.env["ps.hub.audit.log"]._hub_log_many(audit)
 
