@@ -174,11 +174,25 @@ class PsHubEvent(models.Model):
 
     @api.model
     def _hub_trigger_workers(self, at=None):
-        """Wake the worker crons (after commit) instead of waiting for their next run."""
-        for xmlid in WORKER_CRONS:
-            cron = self.env.ref(xmlid, raise_if_not_found=False)
-            if cron:
-                cron.sudo()._trigger(at)
+        """Wake the worker crons (after commit) instead of waiting for their next run.
+
+        A cron that already has a due trigger is not triggered again: under load every
+        delivery would otherwise add trigger rows that the cron deletes unread.
+        """
+        cron_ids = [cron.id for xmlid in WORKER_CRONS
+                    if (cron := self.env.ref(xmlid, raise_if_not_found=False))]
+        if not cron_ids:
+            return
+        if at is None:
+            self.env.cr.execute(SQL(
+                "SELECT c.id FROM ir_cron c WHERE c.id IN %s AND c.active AND NOT EXISTS ("
+                "SELECT 1 FROM ir_cron_trigger t WHERE t.cron_id = c.id "
+                "AND t.call_at <= statement_timestamp() AT TIME ZONE 'UTC')",
+                tuple(cron_ids),
+            ))
+            cron_ids = [row[0] for row in self.env.cr.fetchall()]
+        for cron in self.env["ir.cron"].sudo().browse(cron_ids):
+            cron._trigger(at)
 
     # ------------------------------------------------------------------ handlers
 

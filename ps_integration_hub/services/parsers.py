@@ -99,8 +99,8 @@ def content_type_ok(system: str, content_type: str | None) -> bool:
 # HubSpot ---------------------------------------------------------------------------
 
 def _hubspot_event(item) -> ParsedEvent:
-    raw = json.dumps(item, sort_keys=True)
     if not isinstance(item, dict) or not item.get("eventId") or not item.get("subscriptionType"):
+        raw = json.dumps(item, sort_keys=True)
         return ParsedEvent(
             event_type="malformed", idempotency_key=_digest(raw.encode()),
             parse_error="HubSpot event without eventId or subscriptionType",

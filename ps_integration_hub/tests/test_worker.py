@@ -154,3 +154,13 @@ class TestWorker(HubCase):
         before = self.env["ir.cron.trigger"].search_count([("cron_id", "=", cron.id)])
         self.enqueue(self.hubspot, [hs_event(14)])
         self.assertEqual(self.env["ir.cron.trigger"].search_count([("cron_id", "=", cron.id)]), before + 1)
+        self.enqueue(self.hubspot, [hs_event(15)])
+        self.assertEqual(self.env["ir.cron.trigger"].search_count([("cron_id", "=", cron.id)]), before + 1,
+                         "a due trigger is already there: no second one")
+        self.env["ir.cron.trigger"].search([("cron_id", "=", cron.id)]).unlink()  # the cron started
+        self.enqueue(self.hubspot, [hs_event(16)])
+        self.assertEqual(self.env["ir.cron.trigger"].search_count([("cron_id", "=", cron.id)]), 1)
+        cron.active = False
+        self.env["ir.cron.trigger"].search([("cron_id", "=", cron.id)]).unlink()
+        self.enqueue(self.hubspot, [hs_event(17)])
+        self.assertFalse(self.env["ir.cron.trigger"].search_count([("cron_id", "=", cron.id)]))
