@@ -32,6 +32,19 @@ _TOKENS: dict[tuple[str, int], tuple[str, float]] = {}
 _TOKENS_LOCK = threading.Lock()
 
 
+def retry_after_seconds(headers) -> float | None:
+    """When the vendor says to come back: Retry-After, else HubSpot's rate-limit window."""
+    retry_after = headers.get("Retry-After")
+    if retry_after and retry_after.strip().isdigit():
+        return float(retry_after)
+    if headers.get("X-HubSpot-RateLimit-Remaining") == "0":
+        interval = headers.get("X-HubSpot-RateLimit-Interval-Milliseconds", "")
+        return int(interval) / 1000 if interval.isdigit() else None
+    if headers.get("X-HubSpot-RateLimit-Secondly-Remaining") == "0":
+        return 1.0
+    return None
+
+
 class PsHubConnector(models.Model):
     _name = "ps.hub.connector"
     _description = "Integration Connector"
@@ -348,11 +361,10 @@ class PsHubConnector(models.Model):
         if status == 429 or status >= 500 or (
             status == 403 and "REQUEST_LIMIT_EXCEEDED" in response.text
         ):
-            retry_after = response.headers.get("Retry-After")
             raise TransientError(
                 f"{method} {path}: HTTP {status}", reason="rate_limited" if status in (403, 429)
                 else "remote_unavailable",
-                retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
+                retry_after=retry_after_seconds(response.headers),
             )
         raise PermanentError(
             f"{method} {path}: HTTP {status}: {response.text[:300]}",

@@ -1,6 +1,7 @@
 import json
 import time
 
+from odoo import fields
 from odoo.tests import HttpCase, TransactionCase, tagged
 
 from odoo.addons.ps_integration_hub.services.signatures import sign_hubspot_v3
@@ -114,9 +115,12 @@ class TestHubSpotClosedWon(Q2CMixin, TransactionCase):
         self.assertEqual(won.state, "done")
 
     def test_rate_limited_is_retried_later(self):
+        self.hubspot.retry_backoff_base = 1  # so that only HubSpot's headers can explain a longer wait
         self.fake_hubspot.fail_next(1, status=429)
         won, _other = self.deliver_fixture()
         self.assertEqual((won.state, won.error_class, won.reason), ("retry", "transient", "rate_limited"))
+        wait = (won.next_attempt_at - fields.Datetime.now()).total_seconds()
+        self.assertGreaterEqual(wait, 9, "HubSpot's 10-second window is honoured, not only the backoff")
         won.sudo().next_attempt_at = "2000-01-01 00:00:00"
         self.process()
         self.assertEqual(won.state, "done")
