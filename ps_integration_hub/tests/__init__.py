@@ -5,3 +5,4 @@ from . import test_security
 from . import test_signatures
 from . import test_worker
 from . import test_views
+from . import test_services
