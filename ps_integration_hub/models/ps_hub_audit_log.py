@@ -17,6 +17,7 @@ class PsHubAuditLog(models.Model):
     user_id = fields.Many2one("res.users", readonly=True)
     action = fields.Selection([
         ("process", "Processed by a worker"),
+        ("reclaim", "Taken back from a lost worker"),
         ("retry", "Retry"),
         ("edit_payload", "Edit payload and retry"),
         ("ignore", "Ignore"),

@@ -37,10 +37,13 @@ KEPT_HEADERS = (
     "content-type", "user-agent", "x-hubspot-request-timestamp", "x-bamboohr-timestamp",
     "webhook-id", "webhook-timestamp", "x-request-id", "x-forwarded-for",
 )
+# A unique violation in a handler is another worker creating the same record (two deals
+# of one new customer): the snapshot of this transaction cannot see it, a retry will.
 TRANSIENT_DB_ERRORS = (
     psycopg2.errors.SerializationFailure,
     psycopg2.errors.DeadlockDetected,
     psycopg2.errors.LockNotAvailable,
+    psycopg2.errors.UniqueViolation,
 )
 # business context a handler noted for the exception desk, kept across its rollback
 _NOTED_CONTEXT: dict[tuple[str, int], dict] = {}
@@ -183,6 +186,7 @@ class PsHubEvent(models.Model):
                     if (cron := self.env.ref(xmlid, raise_if_not_found=False))]
         if not cron_ids:
             return
+        Cron = self.env["ir.cron"].sudo()
         if at is None:
             self.env.cr.execute(SQL(
                 "SELECT c.id FROM ir_cron c WHERE c.id IN %s AND c.active AND NOT EXISTS ("
@@ -191,7 +195,10 @@ class PsHubEvent(models.Model):
                 tuple(cron_ids),
             ))
             cron_ids = [row[0] for row in self.env.cr.fetchall()]
-        for cron in self.env["ir.cron"].sudo().browse(cron_ids):
+            # still wake the cron runners: one may have skipped the due trigger while the
+            # job was busy elsewhere, and would otherwise sleep until its next poll
+            self.env.cr.postcommit.add(Cron._notifydb)
+        for cron in Cron.browse(cron_ids):
             cron._trigger(at)
 
     # ------------------------------------------------------------------ handlers
@@ -279,11 +286,16 @@ class PsHubEvent(models.Model):
             """,
             lease,
         ))
-        ids = [row[0] for row in self.env.cr.fetchall()]
-        if ids:
+        rows = self.env.cr.fetchall()
+        if rows:
+            ids = [row[0] for row in rows]
             _logger.warning("ps_hub: reclaimed %d event(s) of a lost worker: %s", len(ids), ids)
             self.invalidate_model()
-        return len(ids)
+            self.env["ps.hub.audit.log"]._hub_log_many([
+                (event, "reclaim", {"state": "processing"}, {"state": event.state, "reason": "worker_lost"})
+                for event in self.browse(ids)
+            ])
+        return len(rows)
 
     @api.model
     def _cron_process_events(self, limit: int | None = None):

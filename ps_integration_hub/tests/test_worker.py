@@ -91,6 +91,23 @@ class TestWorker(HubCase):
         self.assertEqual(calls, [1, 2, 3])
         self.assertEqual((events.state, events.error_class), ("dead", "transient"))
 
+    def test_unique_violation_is_retried(self):
+        """Two workers creating the same new record: the loser retries in a new transaction."""
+        events, _dup = self.enqueue(self.hubspot, [hs_event(20), hs_event(21, 2)])
+        partner = self.env["res.partner"].create({"name": "bound elsewhere"})
+        self.env["ps.hub.binding"]._hub_bind(self.hubspot, "company", "C1", partner)
+
+        def handler(event):
+            if event.external_id == "1":
+                self.env["ps.hub.binding"].create({
+                    "connector_id": self.hubspot.id, "external_model": "company", "external_id": "C1",
+                    "res_model": "res.partner", "res_id": partner.id})
+            return partner
+        with self.with_handler(handler), mute_logger("odoo.sql_db"):
+            self.process()
+        self.assertEqual(events.mapped("state"), ["retry", "done"], "the other event of the batch is not hurt")
+        self.assertEqual((events[0].error_class, events[0].reason), ("transient", "database_conflict"))
+
     def test_retry_after_is_honoured(self):
         events, _dup = self.enqueue(self.hubspot, [hs_event(7)])
 
@@ -147,6 +164,8 @@ class TestWorker(HubCase):
         with mute_logger("odoo.addons.ps_integration_hub.models.ps_hub_event"):
             self.assertEqual(Event._hub_reclaim_stale(), 1)
         self.assertEqual((events.state, events.reason), ("retry", "worker_lost"))
+        log = self.env["ps.hub.audit.log"].search([("event_id", "=", events.id), ("action", "=", "reclaim")])
+        self.assertEqual(log.after, {"state": "retry", "reason": "worker_lost"})
         self.assertEqual(Event._hub_claim(10, "next-worker"), events.ids)
 
     def test_enqueue_triggers_workers(self):
