@@ -41,6 +41,13 @@ def _header(headers: Mapping[str, str], name: str) -> str:
     return value.strip()
 
 
+def _timestamp(raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise SignatureError("malformed timestamp") from None
+
+
 def _check_fresh(timestamp: float, now: float, tolerance: int) -> None:
     if timestamp < now - tolerance:
         raise SignatureError("timestamp too old")
@@ -75,10 +82,7 @@ def verify_hubspot_v3(
     """Check X-HubSpot-Signature-v3 and X-HubSpot-Request-Timestamp (milliseconds)."""
     signature = _header(headers, "X-HubSpot-Signature-v3")
     raw_ts = _header(headers, "X-HubSpot-Request-Timestamp")
-    try:
-        timestamp_ms = int(raw_ts)
-    except ValueError:
-        raise SignatureError("malformed timestamp") from None
+    timestamp_ms = _timestamp(raw_ts)
     _check_fresh(timestamp_ms / 1000, time.time() if now is None else now, tolerance)
     for secret in _secrets(secrets):
         expected = sign_hubspot_v3(secret, method, uri, body, timestamp_ms)
@@ -110,10 +114,7 @@ def verify_stripe(
             candidates.append(value)
     if not timestamp or not candidates:
         raise SignatureError("malformed Stripe-Signature header")
-    try:
-        ts = int(timestamp)
-    except ValueError:
-        raise SignatureError("malformed timestamp") from None
+    ts = _timestamp(timestamp)
     _check_fresh(ts, time.time() if now is None else now, tolerance)
     for secret in _secrets(secrets):
         expected = _hmac(secret.encode(), f"{ts}.".encode() + body).hex()
@@ -136,10 +137,7 @@ def verify_bamboohr(
     """Check X-BambooHR-Signature over body + X-BambooHR-Timestamp."""
     signature = _header(headers, "X-BambooHR-Signature").lower()
     raw_ts = _header(headers, "X-BambooHR-Timestamp")
-    try:
-        ts = int(raw_ts)
-    except ValueError:
-        raise SignatureError("malformed timestamp") from None
+    ts = _timestamp(raw_ts)
     _check_fresh(ts, time.time() if now is None else now, tolerance)
     for secret in _secrets(secrets):
         if hmac.compare_digest(sign_bamboohr(secret, body, ts), signature):
@@ -172,10 +170,7 @@ def verify_standard(
     msg_id = _header(headers, "webhook-id")
     raw_ts = _header(headers, "webhook-timestamp")
     passed = _header(headers, "webhook-signature").split()
-    try:
-        ts = int(raw_ts)
-    except ValueError:
-        raise SignatureError("malformed timestamp") from None
+    ts = _timestamp(raw_ts)
     _check_fresh(ts, time.time() if now is None else now, tolerance)
     for secret in _secrets(secrets):
         expected = sign_standard(secret, msg_id, ts, body).split(",", 1)[1]
