@@ -45,6 +45,7 @@ TRANSIENT_DB_ERRORS = (
     psycopg2.errors.LockNotAvailable,
     psycopg2.errors.UniqueViolation,
 )
+_LAST_WAKEUP = 0.0  # monotonic time this process last woke the cron runners
 # business context a handler noted for the exception desk, kept across its rollback
 _NOTED_CONTEXT: dict[tuple[str, int], dict] = {}
 
@@ -179,27 +180,34 @@ class PsHubEvent(models.Model):
     def _hub_trigger_workers(self, at=None):
         """Wake the worker crons (after commit) instead of waiting for their next run.
 
-        A cron that already has a due trigger is not triggered again: under load every
-        delivery would otherwise add trigger rows that the cron deletes unread.
+        A cron that already has a due trigger gets no second one: under load every delivery
+        would otherwise add a row the cron deletes unread. The runners are still woken, at
+        most twice a second per process (each wake-up opens a connection to the 'postgres'
+        database), in case one skipped the due trigger while the job ran elsewhere.
         """
-        cron_ids = [cron.id for xmlid in WORKER_CRONS
-                    if (cron := self.env.ref(xmlid, raise_if_not_found=False))]
+        IrModelData = self.env["ir.model.data"]
+        cron_ids = tuple(filter(None, (IrModelData._xmlid_to_res_id(x, raise_if_not_found=False)
+                                       for x in WORKER_CRONS)))
         if not cron_ids:
             return
         Cron = self.env["ir.cron"].sudo()
-        if at is None:
-            self.env.cr.execute(SQL(
-                "SELECT c.id FROM ir_cron c WHERE c.id IN %s AND c.active AND NOT EXISTS ("
-                "SELECT 1 FROM ir_cron_trigger t WHERE t.cron_id = c.id "
-                "AND t.call_at <= statement_timestamp() AT TIME ZONE 'UTC')",
-                tuple(cron_ids),
-            ))
-            cron_ids = [row[0] for row in self.env.cr.fetchall()]
-            # still wake the cron runners: one may have skipped the due trigger while the
-            # job was busy elsewhere, and would otherwise sleep until its next poll
+        if at is not None:
+            for cron in Cron.browse(cron_ids):
+                cron._trigger(at)
+            return
+        self.env.cr.execute(SQL(
+            "SELECT c.id FROM ir_cron c WHERE c.id IN %s AND c.active AND NOT EXISTS ("
+            "SELECT 1 FROM ir_cron_trigger t WHERE t.cron_id = c.id "
+            "AND t.call_at <= statement_timestamp() AT TIME ZONE 'UTC')",
+            cron_ids,
+        ))
+        untriggered = [row[0] for row in self.env.cr.fetchall()]
+        for cron in Cron.browse(untriggered):
+            cron._trigger()  # notifies the runners after commit
+        global _LAST_WAKEUP  # noqa: PLW0603
+        if not untriggered and time.monotonic() - _LAST_WAKEUP > 0.5:
+            _LAST_WAKEUP = time.monotonic()
             self.env.cr.postcommit.add(Cron._notifydb)
-        for cron in Cron.browse(cron_ids):
-            cron._trigger(at)
 
     # ------------------------------------------------------------------ handlers
 
