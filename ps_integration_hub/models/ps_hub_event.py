@@ -268,6 +268,22 @@ class PsHubEvent(models.Model):
         return ids
 
     @api.model
+    def _hub_claim_fresh(self, limit: int, token: str, tries: int = 20) -> list[int]:
+        """_hub_claim that survives a concurrent claim (commits between its tries).
+
+        Under REPEATABLE READ, locking a row another worker claimed and committed after this
+        transaction's snapshot raises a serialization failure even with SKIP LOCKED: end
+        the transaction and claim again on a fresh snapshot.
+        """
+        for _try in range(tries):
+            try:
+                with self.env.cr.savepoint(flush=False):
+                    return self._hub_claim(limit, token)
+            except psycopg2.errors.SerializationFailure:
+                self.env["ir.cron"]._commit_progress(0)
+        return []
+
+    @api.model
     def _hub_reclaim_stale(self) -> int:
         """Put back events left in processing by a worker that died.
 
@@ -314,7 +330,7 @@ class PsHubEvent(models.Model):
         cron._commit_progress(0)
         while True:
             token = uuid.uuid4().hex
-            claimed = self._hub_claim(limit, token)
+            claimed = self._hub_claim_fresh(limit, token)
             if not claimed:
                 cron._commit_progress(0, remaining=0)
                 return
@@ -401,18 +417,14 @@ class PsHubEvent(models.Model):
         if not outcomes:
             return
         self.flush_model()
-        now = fields.Datetime.now()
         rows, audit = [], []
         for event, out in outcomes:
-            done = out["state"] == "done"
-            latency = (now - event.received_at).total_seconds() * 1000 if done and event.received_at else None
             rows.append(SQL(
-                "(%s, %s, %s, %s, %s, %s, %s, %s::int, %s::timestamp, %s::timestamp, %s::timestamp, "
-                "%s::float, %s::float, %s, %s, %s::float, %s)",
+                "(%s, %s, %s, %s, %s, %s, %s, %s::int, %s::timestamp, %s::timestamp, "
+                "%s::float, %s, %s, %s::float, %s)",
                 event.id, out["state"], out.get("error_class") or None, out.get("reason") or None,
                 out.get("last_error") or None, out.get("ignore_reason"), out.get("res_model"), out.get("res_id"),
-                out.get("next_attempt_at"), out["started_at"], now if out["state"] in ("done", "ignored") else None,
-                out["duration_ms"], latency,
+                out.get("next_attempt_at"), out["started_at"], out["duration_ms"],
                 out.get("ctx_customer"), out.get("ctx_reference"), out.get("ctx_amount"),
                 out.get("ctx_currency"),
             ))
@@ -425,15 +437,19 @@ class PsHubEvent(models.Model):
                    last_error = v.last_error, ignore_reason = COALESCE(v.ignore_reason, e.ignore_reason),
                    res_model = COALESCE(v.res_model, e.res_model), res_id = COALESCE(v.res_id, e.res_id),
                    next_attempt_at = COALESCE(v.next_attempt_at, e.next_attempt_at),
-                   started_at = v.started_at, done_at = v.done_at,
-                   duration_ms = v.duration_ms, latency_ms = v.latency_ms,
+                   started_at = v.started_at,
+                   done_at = CASE WHEN v.state IN ('done', 'ignored')
+                                  THEN clock_timestamp() AT TIME ZONE 'UTC' END,
+                   latency_ms = CASE WHEN v.state = 'done' THEN 1000 * EXTRACT(EPOCH FROM
+                                  clock_timestamp() AT TIME ZONE 'UTC' - e.received_at) END,
+                   duration_ms = v.duration_ms,
                    ctx_customer = COALESCE(v.ctx_customer, e.ctx_customer),
                    ctx_reference = COALESCE(v.ctx_reference, e.ctx_reference),
                    ctx_amount = COALESCE(v.ctx_amount, e.ctx_amount),
                    ctx_currency = COALESCE(v.ctx_currency, e.ctx_currency),
                    claim_token = NULL, write_date = now() AT TIME ZONE 'UTC', write_uid = %s
               FROM (VALUES %s) AS v(id, state, error_class, reason, last_error, ignore_reason,
-                   res_model, res_id, next_attempt_at, started_at, done_at, duration_ms, latency_ms,
+                   res_model, res_id, next_attempt_at, started_at, duration_ms,
                    ctx_customer, ctx_reference, ctx_amount, ctx_currency)
              WHERE e.id = v.id
             """,

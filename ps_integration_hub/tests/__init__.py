@@ -6,3 +6,4 @@ from . import test_signatures
 from . import test_worker
 from . import test_views
 from . import test_services
+from . import test_claim_conflict

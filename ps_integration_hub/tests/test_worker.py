@@ -38,6 +38,7 @@ class TestWorker(HubCase):
         self.assertEqual(events.mapped("attempts"), [1, 1])
         self.assertEqual(events[0].ctx_customer, "Northwind")
         self.assertTrue(all(e.done_at and e.duration_ms >= 0 for e in events))
+        self.assertTrue(all(e.latency_ms > 0 for e in events), "received -> done, on the database clock")
         log = self.env["ps.hub.audit.log"].search([("event_id", "in", events.ids), ("action", "=", "process")])
         self.assertEqual(len(log), 2)
 
