@@ -30,6 +30,9 @@ class TestClaimConflict(TransactionCase):
             cr.execute("DELETE FROM ps_hub_audit_log WHERE connector_id = %s", [self.connector_id])
             cr.execute("DELETE FROM ps_hub_event WHERE connector_id = %s", [self.connector_id])
             cr.execute("DELETE FROM ps_hub_connector WHERE id = %s", [self.connector_id])
+            # the enqueue committed triggers of the worker crons, which no cron runs here
+            cr.execute("DELETE FROM ir_cron_trigger WHERE cron_id IN (SELECT res_id FROM ir_model_data "
+                       "WHERE module = 'ps_integration_hub' AND name LIKE 'ir_cron_process_events_%%')")
 
     def test_claim_after_another_worker_committed_is_retried_not_failed(self):
         with self.registry.cursor() as cr_a, self.registry.cursor() as cr_b:
