@@ -61,3 +61,13 @@ class PsHubBinding(models.Model):
             return binding
         return self.sudo().create(dict(values, connector_id=connector.id,
                                        external_model=external_model, external_id=str(external_id)))
+
+    @api.model
+    def _hub_bind_many(self, entries):
+        """Bind many (connector, external_model, external_id, record) at once (all new)."""
+        now = fields.Datetime.now()
+        return self.sudo().create([{
+            "connector_id": connector.id, "external_model": external_model,
+            "external_id": str(external_id), "res_model": record._name, "res_id": record.id,
+            "last_sync": now,
+        } for connector, external_model, external_id, record in entries])

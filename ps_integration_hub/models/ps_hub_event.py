@@ -3,6 +3,7 @@ import logging
 import time
 import traceback
 import uuid
+from collections import defaultdict
 from datetime import timedelta
 
 import psycopg2.errors
@@ -215,6 +216,13 @@ class PsHubEvent(models.Model):
         """{(system, event_type): callable(event) -> record | None}; modules extend it."""
         return {}
 
+    def _hub_batch_handlers(self) -> dict:
+        """{(system, event_type): callable(events) -> {event id: record | None | HubError |
+        IgnoreEvent}} for handlers that do many events in one go (one create for many
+        records). A batch handler must have a single-event twin in _hub_handlers: it is
+        used when the batch fails."""
+        return {}
+
     def _hub_note_context(self, customer=None, reference=None, amount=None, currency=None):
         """Business context for the exception desk; kept even if the handler fails."""
         self.ensure_one()
@@ -353,18 +361,60 @@ class PsHubEvent(models.Model):
         return events
 
     def _hub_run(self):
-        """Run each event's handler in its own savepoint and record the outcome."""
-        handlers = self._hub_handlers()
-        outcomes = []
-        for event in self.with_context(tracking_disable=True, mail_notrack=True):
-            start = time.perf_counter()
-            started_at = fields.Datetime.now()
-            outcome = event._hub_run_one(handlers)
-            outcome["duration_ms"] = (time.perf_counter() - start) * 1000
-            outcome["started_at"] = started_at
-            outcome.update(_NOTED_CONTEXT.pop((self.env.cr.dbname, event.id), {}))
-            outcomes.append((event, outcome))
-        self._hub_write_outcomes(outcomes)
+        """Run the handlers and record every outcome in one write.
+
+        Events with a batch handler are first handled together in one savepoint (one
+        create for many records); if that batch fails, each of them is handled alone, so
+        one bad event never takes the others down. The rest run one savepoint each.
+        """
+        events = self.with_context(tracking_disable=True, mail_notrack=True)
+        handlers, batch_handlers = self._hub_handlers(), self._hub_batch_handlers()
+        outcomes = {}
+        groups = defaultdict(list)
+        for event in events:
+            if (event.system, event.event_type) in batch_handlers:
+                groups[event.system, event.event_type].append(event.id)
+        for key, ids in groups.items():
+            outcomes.update(events.browse(ids)._hub_run_batch(batch_handlers[key]))
+        for event in events:
+            if event.id not in outcomes:
+                start, started_at = time.perf_counter(), fields.Datetime.now()
+                outcome = event._hub_run_one(handlers)
+                outcome.update(duration_ms=(time.perf_counter() - start) * 1000, started_at=started_at)
+                outcomes[event.id] = outcome
+        for event_id, outcome in outcomes.items():
+            outcome.update(_NOTED_CONTEXT.pop((self.env.cr.dbname, event_id), {}))
+        self._hub_write_outcomes([(event, outcomes[event.id]) for event in events])
+
+    def _hub_run_batch(self, batch_handler) -> dict:
+        """{event id: outcome} of a batch handler, or {} when the batch must be run one by one."""
+        start, started_at = time.perf_counter(), fields.Datetime.now()
+        try:
+            with self.env.cr.savepoint():
+                results = batch_handler(self)
+        except Exception as exc:  # noqa: BLE001 - each event is retried alone, which classifies it
+            _logger.info("ps_hub: batch of %d events failed (%s), running them one by one", len(self), exc)
+            return {}
+        duration = (time.perf_counter() - start) * 1000 / max(len(self), 1)
+        outcomes = {}
+        for event in self:
+            result = results.get(event.id)
+            if isinstance(result, IgnoreEvent):
+                outcome = {"state": "ignored", "reason": "not_applicable", "ignore_reason": result.reason}
+            elif isinstance(result, HubError):
+                outcome = event._hub_failure(result.error_class, result.reason, str(result),
+                                             getattr(result, "retry_after", None))
+            else:
+                outcome = event._hub_success(result)
+            outcomes[event.id] = dict(outcome, duration_ms=duration, started_at=started_at)
+        return outcomes
+
+    def _hub_success(self, record) -> dict:
+        result = {"state": "done", "error_class": False, "reason": False, "last_error": False}
+        if record:
+            record.ensure_one()
+            result.update(res_model=record._name, res_id=record.id)
+        return result
 
     def _hub_run_one(self, handlers) -> dict:
         handler = handlers.get((self.system, self.event_type))
@@ -391,11 +441,7 @@ class PsHubEvent(models.Model):
                 "permanent", "handler_crash",
                 f"{exc.__class__.__name__}: {exc}\n\n{traceback.format_exc(limit=8)}",
             )
-        result = {"state": "done", "error_class": False, "reason": False, "last_error": False}
-        if record:
-            record.ensure_one()
-            result.update(res_model=record._name, res_id=record.id)
-        return result
+        return self._hub_success(record)
 
     def _hub_failure(self, error_class, reason, message, retry_after=None) -> dict:
         connector = self.connector_id

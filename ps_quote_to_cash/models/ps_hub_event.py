@@ -78,29 +78,65 @@ class PsHubEvent(models.Model):
             raise PermanentError(f"HubSpot deal {deal_id} cannot be read: {exc}", reason="malformed") from None
         return self.env["ps.q2c.engagement"]._q2c_apply(self, engagement)
 
+    def _hub_batch_handlers(self):
+        handlers = super()._hub_batch_handlers()
+        handlers[("hubspot", "company.propertyChange")] = type(self)._q2c_upsert_hubspot_companies
+        handlers[("hubspot", "company.creation")] = type(self)._q2c_upsert_hubspot_companies
+        return handlers
+
     def _q2c_handle_hubspot_company_change(self):
         """A HubSpot company changed: upsert the bound customer from the webhook's own value."""
-        payload = self.payload or {}
-        company_id = str(payload.get("objectId") or "")
-        if not company_id.isdigit():
-            raise PermanentError(f"HubSpot company id {company_id!r} is not numeric", reason="malformed")
-        field = hubspot.COMPANY_FIELDS.get(payload.get("propertyName"))
-        if payload.get("subscriptionType") == "company.propertyChange" and not field:
-            raise IgnoreEvent(f"HubSpot property {payload.get('propertyName')!r} is not synchronised")
+        result = self._q2c_upsert_hubspot_companies()[self.id]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def _q2c_upsert_hubspot_companies(self):
+        """Upsert the customers of many company events: one search, one create for the new ones.
+
+        The claim never puts two events of one company in a batch, so each customer is
+        touched once here and in arrival order across batches.
+        """
+        results, to_create = {}, []
         Binding = self.env["ps.hub.binding"]
-        partner = Binding._hub_lookup(self.connector_id, "company", company_id)
-        values = {field: payload.get("propertyValue") or False} if field else {}
-        if field == "website" and values[field]:
-            values[field] = f"https://{values[field]}"
-        self._hub_note_context(customer=partner.name if partner else values.get("name"))
-        if partner:
-            if any(partner[name] != value for name, value in values.items()):
-                partner.write(values)
-            return partner
-        values.setdefault("name", f"HubSpot company {company_id}")
-        partner = self.env["res.partner"].create(dict(values, is_company=True))
-        Binding._hub_bind(self.connector_id, "company", company_id, partner)
-        return partner
+        for connector, events in self.grouped("connector_id").items():
+            company_ids = {e.id: str((e.payload or {}).get("objectId") or "") for e in events}
+            bound = {b.external_id: b for b in Binding.sudo().search([
+                ("connector_id", "=", connector.id), ("external_model", "=", "company"),
+                ("external_id", "in", list(company_ids.values())), ("res_model", "=", "res.partner")])}
+            partners = self.env["res.partner"].browse([b.res_id for b in bound.values()]).exists()
+            for event in events:
+                payload, company_id = event.payload or {}, company_ids[event.id]
+                field = hubspot.COMPANY_FIELDS.get(payload.get("propertyName"))
+                if not company_id.isdigit():
+                    results[event.id] = PermanentError(
+                        f"HubSpot company id {company_id!r} is not numeric", reason="malformed")
+                    continue
+                if payload.get("subscriptionType") == "company.propertyChange" and not field:
+                    results[event.id] = IgnoreEvent(
+                        f"HubSpot property {payload.get('propertyName')!r} is not synchronised")
+                    continue
+                values = {field: payload.get("propertyValue") or False} if field else {}
+                if field == "website" and values[field]:
+                    values[field] = f"https://{values[field]}"
+                binding = bound.get(company_id)
+                partner = binding and partners.filtered(lambda p, b=binding: p.id == b.res_id)
+                if partner:
+                    if any(partner[name] != value for name, value in values.items()):
+                        partner.write(values)
+                    results[event.id] = partner
+                else:
+                    values.setdefault("name", f"HubSpot company {company_id}")
+                    to_create.append((event, connector, company_id, dict(values, is_company=True)))
+        if to_create:
+            created = self.env["res.partner"].create([values for *_rest, values in to_create])
+            Binding._hub_bind_many([
+                (connector, "company", company_id, partner)
+                for (_e, connector, company_id, _v), partner in zip(to_create, created, strict=True)
+            ])
+            for (event, *_rest), partner in zip(to_create, created, strict=True):
+                results[event.id] = partner
+        return results
 
     def _q2c_handle_salesforce_opportunity(self):
         """Outbound message of a won Opportunity -> Account and products over REST -> order and project."""

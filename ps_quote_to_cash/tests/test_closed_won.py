@@ -1,8 +1,11 @@
 import json
 import time
+from unittest.mock import patch
 
 from odoo import fields
+from odoo.exceptions import ValidationError
 from odoo.tests import HttpCase, TransactionCase, tagged
+from odoo.tools import mute_logger
 
 from odoo.addons.ps_integration_hub.services.signatures import sign_hubspot_v3
 from odoo.addons.ps_integration_hub.tests.fake_vendors import load_fixture, load_json
@@ -163,6 +166,42 @@ class TestHubSpotCompanySync(Q2CMixin, TransactionCase):
         self.change(4, "domain", "northwind-legal.example")
         self.assertEqual(partner.website, "https://northwind-legal.example")
         self.assertEqual(self.env["res.partner"].search_count([("name", "ilike", "Northwind Legal")]), 1)
+
+    def test_new_companies_are_created_in_one_go(self):
+        Partner = type(self.env["res.partner"])
+        creates = []
+        original = Partner.create
+
+        def counting_create(model, vals_list):
+            creates.append(len(vals_list) if isinstance(vals_list, list) else 1)
+            return original(model, vals_list)
+        events, _dup = self.enqueue(self.hubspot, [
+            {"eventId": 100 + i, "subscriptionType": "company.propertyChange", "objectId": 6000 + i,
+             "propertyName": "name", "propertyValue": f"Client {i}"} for i in range(5)])
+        with patch.object(Partner, "create", counting_create):
+            self.process()
+        self.assertEqual(set(events.mapped("state")), {"done"})
+        self.assertIn(5, creates, "one create for the five new customers")
+        self.assertEqual(sorted(events.mapped(lambda e: e._hub_record().name)), [f"Client {i}" for i in range(5)])
+
+    def test_failed_batch_falls_back_to_one_by_one(self):
+        events, _dup = self.enqueue(self.hubspot, [
+            {"eventId": 200 + i, "subscriptionType": "company.propertyChange", "objectId": 7000 + i,
+             "propertyName": "name", "propertyValue": f"Client {i}"} for i in range(3)])
+        Partner = type(self.env["res.partner"])
+        original = Partner.create
+
+        def picky_create(model, vals_list):
+            names = [v.get("name") for v in (vals_list if isinstance(vals_list, list) else [vals_list])]
+            if "Client 1" in names:
+                raise ValidationError("Client 1 is refused")
+            return original(model, vals_list)
+        with patch.object(Partner, "create", picky_create), mute_logger("odoo.addons.ps_integration_hub"):
+            self.process()
+        self.assertEqual(events.mapped("state"), ["done", "exception", "done"])
+        self.assertEqual(events[1].reason, "rejected_by_odoo")
+        self.assertEqual(self.env["ps.hub.binding"].search_count([
+            ("connector_id", "=", self.hubspot.id), ("external_id", "in", ["7000", "7001", "7002"])]), 2)
 
     def test_unsynchronised_property_is_ignored(self):
         event = self.change(5, "hs_lead_status", "OPEN")
