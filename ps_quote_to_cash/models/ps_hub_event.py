@@ -2,7 +2,7 @@ from urllib.parse import quote
 
 from odoo import models
 
-from odoo.addons.ps_integration_hub.services.errors import BusinessError, IgnoreEvent, PermanentError
+from odoo.addons.ps_integration_hub.services.errors import BusinessError, HubError, IgnoreEvent, PermanentError
 
 from ..services import hubspot, salesforce
 
@@ -24,6 +24,30 @@ class PsHubEvent(models.Model):
 
     def _q2c_handle_hubspot_deal(self):
         """deal.propertyChange to closedwon -> read the deal from HubSpot -> order and project."""
+        found = self._q2c_hubspot_engagement()
+        if isinstance(found, models.BaseModel):
+            return found
+        return self.env["ps.q2c.engagement"]._q2c_apply(self, found)
+
+    def _q2c_close_hubspot_deals(self):
+        """Batch twin of _q2c_handle_hubspot_deal: the deals are read one by one, their orders
+        created and confirmed together (one create, one confirmation, one project generation)."""
+        results, pending = {}, []
+        for event in self:
+            try:
+                found = event._q2c_hubspot_engagement()
+            except (IgnoreEvent, HubError) as exc:
+                results[event.id] = exc
+                continue
+            if isinstance(found, models.BaseModel):
+                results[event.id] = found
+            else:
+                pending.append((event, found))
+        results.update(self.env["ps.q2c.engagement"]._q2c_apply_many(pending))
+        return results
+
+    def _q2c_hubspot_engagement(self):
+        """The order a replay already made, or the deal read from HubSpot as an engagement."""
         payload = self.payload or {}
         if not hubspot.is_closed_won(payload):
             raise IgnoreEvent(
@@ -73,15 +97,15 @@ class PsHubEvent(models.Model):
                 raise BusinessError(f"HubSpot did not return line items {sorted(missing)} of deal {deal_id}.",
                                     reason="missing_line_items")
         try:
-            engagement = hubspot.engagement(deal, company, contact, items)
+            return hubspot.engagement(deal, company, contact, items)
         except (KeyError, ValueError) as exc:
             raise PermanentError(f"HubSpot deal {deal_id} cannot be read: {exc}", reason="malformed") from None
-        return self.env["ps.q2c.engagement"]._q2c_apply(self, engagement)
 
     def _hub_batch_handlers(self):
         handlers = super()._hub_batch_handlers()
         handlers[("hubspot", "company.propertyChange")] = type(self)._q2c_upsert_hubspot_companies
         handlers[("hubspot", "company.creation")] = type(self)._q2c_upsert_hubspot_companies
+        handlers[("hubspot", "deal.propertyChange")] = type(self)._q2c_close_hubspot_deals
         return handlers
 
     def _q2c_handle_hubspot_company_change(self):

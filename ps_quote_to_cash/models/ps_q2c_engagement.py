@@ -1,7 +1,7 @@
 from odoo import api, models
 from odoo.fields import Command, Domain
 
-from odoo.addons.ps_integration_hub.services.errors import BusinessError
+from odoo.addons.ps_integration_hub.services.errors import BusinessError, HubError
 
 from ..services.engagement import domain_of, normalize_vat
 
@@ -13,7 +13,51 @@ class PsQ2cEngagement(models.AbstractModel):
     @api.model
     def _q2c_apply(self, event, engagement):
         """Customer, contact, confirmed sale order (and so its project) for ``engagement``."""
-        connector = event.connector_id
+        result = self._q2c_apply_many([(event, engagement)])[event.id]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    @api.model
+    def _q2c_apply_many(self, items):
+        """{event id: confirmed order or HubError} for [(event, engagement)].
+
+        Each engagement's checks and customer are resolved in a savepoint of its own (a
+        business error stops that deal only); the orders are then created, confirmed and
+        bound together.
+        """
+        results, prepared = {}, []
+        for event, engagement in items:
+            try:
+                with self.env.cr.savepoint():
+                    prepared.append((event, engagement, *self._q2c_prepare(event.connector_id, engagement)))
+            except HubError as exc:
+                results[event.id] = exc
+        if not prepared:
+            return results
+        companies = self.env["res.company"].browse({company.id for _e, _g, company, _v in prepared})
+        service = self.with_context(allowed_company_ids=list({*companies.ids, *self.env.companies.ids}))
+        by_event = {}
+        for company in companies:
+            group = [(event, values) for event, _g, c, values in prepared if c == company]
+            created = service.env["sale.order"].with_company(company).create([values for _e, values in group])
+            by_event.update(zip([event.id for event, _v in group], created, strict=True))
+        orders = service.env["sale.order"].browse([by_event[event.id].id for event, *_rest in prepared])
+        # prices come from the CRM, not from the pricelist
+        for event, engagement, _company, _values in prepared:
+            for line, src in zip(by_event[event.id].order_line, engagement.lines, strict=True):
+                if line.price_unit != src.price_unit:
+                    line.price_unit = src.price_unit
+        orders.action_confirm()
+        self.env["ps.hub.binding"]._hub_bind_many([
+            (event.connector_id, engagement.deal_model, engagement.deal_id, by_event[event.id])
+            for event, engagement, _company, _values in prepared
+        ])
+        results.update(by_event)
+        return results
+
+    def _q2c_prepare(self, connector, engagement):
+        """(company, sale order values) of an engagement; customer and contact are upserted."""
         company = self._q2c_company(connector, engagement)
         service = self.with_company(company).with_context(
             allowed_company_ids=list({company.id, *self.env.companies.ids}))
@@ -21,10 +65,7 @@ class PsQ2cEngagement(models.AbstractModel):
         products = service._q2c_products(company, engagement)
         partner = service._q2c_customer(connector, company, engagement.customer)
         contact = service._q2c_contact(connector, partner, engagement.contact)
-        order = service._q2c_order(company, currency, partner, contact, products, engagement)
-        order.action_confirm()
-        service.env["ps.hub.binding"]._hub_bind(connector, engagement.deal_model, engagement.deal_id, order)
-        return order
+        return company, service._q2c_order_values(company, currency, partner, contact, products, engagement)
 
     def _q2c_company(self, connector, engagement):
         if not engagement.legal_entity:
@@ -155,7 +196,7 @@ class PsQ2cEngagement(models.AbstractModel):
             "name": f"{currency.name} (integration)", "currency_id": currency.id, "company_id": company.id,
         })
 
-    def _q2c_order(self, company, currency, partner, contact, products, engagement):
+    def _q2c_order_values(self, company, currency, partner, contact, products, engagement):
         pricelist = self._q2c_pricelist(company, currency)
         values = {
             "partner_id": partner.id,
@@ -181,9 +222,4 @@ class PsQ2cEngagement(models.AbstractModel):
                 [("name", "=ilike", engagement.payment_terms), ("company_id", "in", [company.id, False])], limit=1)
             if term:
                 values["payment_term_id"] = term.id
-        order = self.env["sale.order"].create(values)
-        # prices come from the CRM, not from the pricelist
-        for line, src in zip(order.order_line, engagement.lines, strict=True):
-            if line.price_unit != src.price_unit:
-                line.price_unit = src.price_unit
-        return order
+        return values

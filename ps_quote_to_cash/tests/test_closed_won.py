@@ -129,6 +129,35 @@ class TestHubSpotClosedWon(Q2CMixin, TransactionCase):
         self.assertEqual(won.state, "done")
         self.assertEqual(won.attempts, 2)
 
+    def test_deals_of_one_batch_each_get_their_order(self):
+        """Several closed-won deals in one batch: two legal entities, a shared new customer, a bad SKU."""
+        fake = self.fake_hubspot
+        fake.add_deal("3001", "9001", None, [{"name": "Consulting", "hs_sku": "PS-CONSULT-TM", "quantity": 10,
+                                              "price": 100}], legal_entity="PS Consulting Inc.",
+                      deal_currency_code="USD", dealname="Deal A")
+        fake.add_deal("3002", "9002", None, [{"name": "Retainer", "hs_sku": "PS-RETAINER", "quantity": 2,
+                                              "price": 50}], dealname="Deal B")
+        fake.add_deal("3003", "9001", None, [{"name": "Consulting", "hs_sku": "PS-CONSULT-TM", "quantity": 1,
+                                              "price": 7}], dealname="Deal C")
+        fake.add_deal("3004", "9003", None, [{"name": "Mystery", "hs_sku": "NOPE", "quantity": 1, "price": 1}],
+                      dealname="Deal D")
+        events, _dup = self.enqueue(self.hubspot, [
+            {"eventId": 500 + i, "subscriptionType": "deal.propertyChange", "objectId": deal,
+             "propertyName": "dealstage", "propertyValue": "closedwon"}
+            for i, deal in enumerate((3001, 3002, 3003, 3004))])
+        self.process()
+        a, b, c, d = events.sorted("idempotency_key")
+        self.assertEqual([a.state, b.state, c.state, d.state], ["done", "done", "done", "exception"])
+        self.assertEqual(d.reason, "missing_product")
+        order_a, order_b, order_c = a._hub_record(), b._hub_record(), c._hub_record()
+        self.assertEqual((order_a.company_id, order_a.currency_id.name, order_a.amount_untaxed),
+                         (self.inc, "USD", 1000))
+        self.assertEqual((order_b.company_id, order_b.amount_untaxed), (self.europe, 100))
+        self.assertEqual(order_c.amount_untaxed, 7)
+        self.assertEqual(order_a.partner_id, order_c.partner_id, "one customer for company 9001")
+        self.assertEqual(set((order_a | order_b | order_c).mapped("state")), {"sale"})
+        self.assertEqual(self.env["ps.hub.binding"]._hub_lookup(self.hubspot, "deal", "3002"), order_b)
+
     def test_deal_gone_from_hubspot_is_an_exception(self):
         del self.fake_hubspot.deals["19077001"]
         won, _other = self.deliver_fixture()
