@@ -1,5 +1,6 @@
 import json
 import os
+from contextlib import contextmanager
 from unittest.mock import patch
 
 from cryptography.fernet import Fernet
@@ -15,6 +16,21 @@ def secret_key_patcher(key=TEST_KEY):
     """The server's encryption key, as odoo.conf would give it (empty: none configured)."""
     from ..models.ps_hub_connector import PsHubConnector  # noqa: PLC0415
     return patch.object(PsHubConnector, "_hub_keys", lambda self: [key] if key else [])
+
+
+@contextmanager
+def patched_handler(env, handler, key=("hubspot", "deal.propertyChange")):
+    """Make ``handler`` the only handler of ``key`` (no batch handler of an installed module)."""
+    Model = type(env["ps.hub.event"])
+    single, batch = Model._hub_handlers, Model._hub_batch_handlers
+
+    def handlers(model):
+        return {**single(model), key: handler}
+
+    def batch_handlers(model):
+        return {k: v for k, v in batch(model).items() if k != key}
+    with patch.object(Model, "_hub_handlers", handlers), patch.object(Model, "_hub_batch_handlers", batch_handlers):
+        yield
 
 
 class HubCaseMixin:

@@ -1,11 +1,10 @@
 import json
-from unittest.mock import patch
 
 from odoo.exceptions import AccessError, UserError
 from odoo.tests import Form, tagged
 
 from ..services.errors import BusinessError
-from .common import HubCase
+from .common import HubCase, patched_handler
 from .test_worker import hs_event
 
 
@@ -16,20 +15,12 @@ class TestExceptionDesk(HubCase):
         super().setUpClass()
         cls.Event = cls.env["ps.hub.event"]
 
-    def fail_then_succeed(self, fail=True):
-        Model = type(self.env["ps.hub.event"])
-        original = Model._hub_handlers
-
+    def fail_then_succeed(self):
         def handler(event):
             if (event.payload or {}).get("propertyValue") != "closedwon":
                 raise BusinessError("not fixed yet", reason="missing_product")
             return self.env["res.partner"].create({"name": f"deal {event.external_id}"})
-
-        def handlers(model):
-            found = original(model)
-            found[("hubspot", "deal.propertyChange")] = handler
-            return found
-        return patch.object(Model, "_hub_handlers", handlers)
+        return patched_handler(self.env, handler)
 
     def make_exception(self, event_id=1, value="broken"):
         events, _dup = self.enqueue(self.hubspot, [hs_event(event_id, event_id, value=value)])

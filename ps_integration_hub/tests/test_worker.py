@@ -1,12 +1,11 @@
 from datetime import timedelta
-from unittest.mock import patch
 
 from odoo import fields
 from odoo.tests import tagged
 from odoo.tools import mute_logger
 
 from ..services.errors import BusinessError, IgnoreEvent, TransientError
-from .common import HubCase
+from .common import HubCase, patched_handler
 
 
 def hs_event(event_id, object_id=1, value="closedwon", prop="dealstage"):
@@ -17,13 +16,7 @@ def hs_event(event_id, object_id=1, value="closedwon", prop="dealstage"):
 @tagged("post_install", "-at_install")
 class TestWorker(HubCase):
     def with_handler(self, handler, key=("hubspot", "deal.propertyChange")):
-        original = type(self.env["ps.hub.event"])._hub_handlers
-
-        def handlers(model):
-            found = original(model)
-            found[key] = handler
-            return found
-        return patch.object(type(self.env["ps.hub.event"]), "_hub_handlers", handlers)
+        return patched_handler(self.env, handler, key)
 
     def test_done_with_result(self):
         events, _dup = self.enqueue(self.hubspot, [hs_event(1, 10), hs_event(2, 11)])
