@@ -60,6 +60,7 @@ class PsHubEvent(models.Model):
         existing = self._q2c_bound_order("deal")
         if existing:
             return existing
+        self._hub_note_context(reference=f"HubSpot deal {deal_id}")  # until the deal's name is known
         connector = self.connector_id
         try:
             deal = connector._hub_request(

@@ -163,6 +163,7 @@ class TestHubSpotClosedWon(Q2CMixin, TransactionCase):
         won, _other = self.deliver_fixture()
         self.assertEqual((won.state, won.error_class, won.reason), ("exception", "business", "deal_not_found"))
         self.assertIn("Deal 19077001 no longer exists in HubSpot", won.last_error)
+        self.assertEqual(won.ctx_reference, "HubSpot deal 19077001", "the desk card says which deal")
 
 
 @tagged("post_install", "-at_install")
