@@ -402,3 +402,27 @@ def _add_deals(fake, count: int) -> list[str]:
 def add_deals(q2c_product):
     """add_deals(fake, count): deals of one PS-CONSULT-TM line, each of its own company; their ids."""
     return _add_deals
+
+
+@pytest.fixture
+def assert_one_order_per_deal():
+    """Check: each deal bound to its own confirmed order, the event pointing to it, no other order.
+
+    ``rows`` are the connector's events as (id, state, attempts, reason, last_error,
+    external_id, res_model, res_id).
+    """
+    def check(db, cid, rows, deal_ids):
+        bindings = dict(db.all(
+            "SELECT external_id, res_id FROM ps_hub_binding "
+            "WHERE connector_id = %s AND external_model = 'deal' AND res_model = 'sale.order'", [cid]))
+        assert set(bindings) == set(deal_ids)
+        assert len(set(bindings.values())) == len(deal_ids)
+        assert {r[5]: (r[6], r[7]) for r in rows} == {d: ("sale.order", o) for d, o in bindings.items()}
+        orders = db.all(
+            "SELECT o.id, o.state FROM sale_order o WHERE o.partner_id IN ("
+            " SELECT res_id FROM ps_hub_binding WHERE connector_id = %s AND external_model = 'company'"
+            " AND res_model = 'res.partner')", [cid])
+        assert len(orders) == len(deal_ids)
+        assert {o[0] for o in orders} == set(bindings.values())
+        assert {o[1] for o in orders} == {"sale"}
+    return check

@@ -62,6 +62,7 @@ def _wait_ready(proc: subprocess.Popen, log, timeout: float) -> None:
 
 def test_two_workers_process_each_event_once(
     db, odoo_script, odoo_process, fake_hubspot, hub_connector, add_deals, closed_won, tmp_path,
+    assert_one_order_per_deal,
 ):
     deal_ids = add_deals(fake_hubspot, N_EVENTS)
     connector = hub_connector(fake_hubspot.base_url, "HubSpot concurrent workers")
@@ -126,19 +127,7 @@ def test_two_workers_process_each_event_once(
     assert Counter(r[2] for r in rows) == {1: N_EVENTS}, "every event ran exactly once"
 
     # one confirmed order per deal, bound to it, and the event points to it
-    bindings = dict(db.all(
-        "SELECT external_id, res_id FROM ps_hub_binding "
-        "WHERE connector_id = %s AND external_model = 'deal' AND res_model = 'sale.order'", [cid]))
-    assert set(bindings) == set(deal_ids)
-    assert len(set(bindings.values())) == N_EVENTS
-    assert {r[5]: (r[6], r[7]) for r in rows} == {d: ("sale.order", o) for d, o in bindings.items()}
-    orders = db.all(
-        "SELECT o.id, o.state FROM sale_order o WHERE o.partner_id IN ("
-        " SELECT res_id FROM ps_hub_binding WHERE connector_id = %s AND external_model = 'company'"
-        " AND res_model = 'res.partner')", [cid])
-    assert len(orders) == N_EVENTS
-    assert {o[0] for o in orders} == set(bindings.values())
-    assert {o[1] for o in orders} == {"sale"}
+    assert_one_order_per_deal(db, cid, rows, deal_ids)
 
     # and HubSpot was read once per deal: no event was processed twice, even in a rolled back batch
     deal_reads = Counter(req.path.rsplit("/", 1)[1] for req in fake_hubspot.calls("GET", "/crm/v3/objects/deals/"))

@@ -67,6 +67,7 @@ def _kill_mid_batch(db, server, cid, timeout: float = 90) -> list[int]:
 
 def test_killed_server_loses_and_duplicates_nothing(
     db, odoo_server, fake_hubspot, hub_connector, add_deals, closed_won, sign_hubspot_v3,
+    assert_one_order_per_deal,
 ):
     fake_hubspot.latency = 0.05  # three HubSpot calls an event: a batch of 10 takes a few seconds
     deal_ids = add_deals(fake_hubspot, N_EVENTS)
@@ -142,16 +143,4 @@ def test_killed_server_loses_and_duplicates_nothing(
     assert sum(reclaimed) == len(inflight), reclaimed
 
     # exactly one confirmed order per deal, bound to it, and the event points to it
-    bindings = dict(db.all(
-        "SELECT external_id, res_id FROM ps_hub_binding "
-        "WHERE connector_id = %s AND external_model = 'deal' AND res_model = 'sale.order'", [cid]))
-    assert set(bindings) == set(deal_ids)
-    assert len(set(bindings.values())) == N_EVENTS
-    assert {r[5]: (r[6], r[7]) for r in rows} == {d: ("sale.order", o) for d, o in bindings.items()}
-    orders = db.all(
-        "SELECT o.id, o.state FROM sale_order o WHERE o.partner_id IN ("
-        " SELECT res_id FROM ps_hub_binding WHERE connector_id = %s AND external_model = 'company'"
-        " AND res_model = 'res.partner')", [cid])
-    assert len(orders) == N_EVENTS
-    assert {o[0] for o in orders} == set(bindings.values())
-    assert {o[1] for o in orders} == {"sale"}
+    assert_one_order_per_deal(db, cid, rows, deal_ids)
