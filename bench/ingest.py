@@ -12,13 +12,10 @@ Exit code 0 even when goals fail; non-zero only when the script itself fails.
 """
 
 import argparse
-import importlib.util
 import itertools
 import json
 import os
 import platform
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -26,104 +23,21 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psycopg2
+import _common
 import requests
+from _common import RUN_DIR, WORKER_CRONS, create_db, free_port, load_module, log, odoo_shell, pg_connect, set_crons
 
-REPO = Path(__file__).resolve().parent.parent
-RUN_DIR = REPO / ".run"
-PG = {"host": os.environ.get("PGHOST", "127.0.0.1"), "port": int(os.environ.get("PGPORT", "5432")),
-      "user": os.environ.get("PGUSER", "odoo")}
-WORKER_CRONS = ("ir_cron_process_events_1", "ir_cron_process_events_2")
 WARMUP = 2.0
 DUP_DURATION = 5.0
 
-
-def _load_signatures():
-    path = REPO / "ps_integration_hub" / "services" / "signatures.py"
-    spec = importlib.util.spec_from_file_location("ps_hub_signatures", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-signatures = _load_signatures()
-
-
-def log(msg: str) -> None:
-    print(f"[bench] {msg}", flush=True)
+signatures = load_module("ps_hub_signatures", "ps_integration_hub/services/signatures.py")
 
 
 # ---------------------------------------------------------------- setup
 
-def odoo_root() -> Path:
-    """The Odoo source root (the folder holding odoo/ and addons/)."""
-    code = ("import os, odoo.release as r, odoo; print(r.version); "
-            "print(os.path.dirname(os.path.dirname(r.__file__))); "
-            "print(os.path.dirname(list(odoo.__path__)[0]))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    version, release_root, path_root = out.splitlines()[:3]
-    if not version.startswith("19.0"):
-        raise SystemExit(f"error: Odoo {version} found; ps-hub needs 19.0")
-    # odoo.__path__ may be a namespace path whose first entry is site-packages/odoo
-    # (editable installs): prefer the tree that holds odoo/release.py.
-    for root in (release_root, path_root):
-        if (Path(root) / "addons").is_dir():
-            return Path(root)
-    return Path(release_root)
-
-
-def secret_key() -> str:
-    if os.environ.get("PS_HUB_SECRET_KEY"):
-        return os.environ["PS_HUB_SECRET_KEY"]
-    keyfile = RUN_DIR / "secret.key"
-    if not keyfile.exists():
-        from cryptography.fernet import Fernet  # noqa: PLC0415 (only when missing)
-        keyfile.write_text(Fernet.generate_key().decode() + "\n")
-    return keyfile.read_text().strip()
-
-
 def write_config(db: str) -> Path:
-    root = odoo_root()
-    addons = [str(REPO)]
-    if (root / "addons").is_dir():
-        addons.insert(0, str(root / "addons"))
-    conf = RUN_DIR / "bench.conf"
-    conf.write_text("\n".join([
-        "[options]",
-        f"addons_path = {','.join(addons)}",
-        f"db_host = {PG['host']}",
-        f"db_port = {PG['port']}",
-        f"db_user = {PG['user']}",
-        f"db_name = {db}",
-        f"ps_hub_secret_key = {secret_key()}",
-        "",
-    ]))
-    return conf
-
-
-def pg_connect(dbname: str):
-    return psycopg2.connect(dbname=dbname, **PG)
-
-
-def create_db(conf: Path, db: str) -> None:
-    conn = pg_connect("postgres")
-    conn.autocommit = True
-    with conn.cursor() as cr:
-        cr.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-    conn.close()
-    logfile = RUN_DIR / f"install-{db}.log"
-    log(f"installing ps_integration_hub,base_automation into {db} (log: {logfile})")
-    t0 = time.monotonic()
-    with logfile.open("w") as fh:
-        rc = subprocess.run(
-            [sys.executable, "-m", "odoo", "-c", str(conf), "-d", db, "-i",
-             "ps_integration_hub,base_automation", "--stop-after-init", "--log-level=warn"],
-            stdout=fh, stderr=subprocess.STDOUT, cwd=REPO, check=False,
-        ).returncode
-    if rc:
-        print(logfile.read_text()[-4000:], file=sys.stderr)
-        raise SystemExit(f"error: install failed (rc={rc})")
-    log(f"installed in {time.monotonic() - t0:.0f} s")
+    """Write .run/bench.conf for ``db``."""
+    return _common.write_config(RUN_DIR / "bench.conf", db)
 
 
 PREPARE = """
@@ -157,81 +71,20 @@ print('BENCH partner_id=%s' % env.ref('base.partner_admin').id)
 
 
 def prepare(conf: Path, db: str, secret: str) -> dict:
+    """Create the connector and webhook rule, disable the worker crons; return the BENCH values."""
     script = f"SECRET = {secret!r}\nCRONS = {list(WORKER_CRONS)!r}\n" + PREPARE
-    proc = subprocess.run(
-        [sys.executable, "-m", "odoo", "shell", "-c", str(conf), "-d", db, "--log-level=warn",
-         "--no-http"],
-        input=script, capture_output=True, text=True, cwd=REPO, check=False,
-    )
-    values = {}
-    for line in proc.stdout.splitlines():
-        if line.startswith("BENCH "):
-            key, _, value = line[6:].partition("=")
-            values[key] = value.strip()
+    proc, values = odoo_shell(conf, db, script)
     if proc.returncode or len(values) < 4:
         print(proc.stdout[-3000:], proc.stderr[-3000:], file=sys.stderr)
         raise SystemExit("error: preparing data through odoo shell failed")
     return values
 
 
-def set_crons_active(db: str, active: bool) -> None:
-    conn = pg_connect(db)
-    with conn, conn.cursor() as cr:
-        cr.execute(
-            "UPDATE ir_cron SET active = %s WHERE id IN (SELECT res_id FROM ir_model_data "
-            "WHERE module = 'ps_integration_hub' AND model = 'ir.cron' AND name = ANY(%s))",
-            (active, list(WORKER_CRONS)),
-        )
-    conn.close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_server(conf: Path, db: str, port: int) -> subprocess.Popen:
-    logfile = (RUN_DIR / "bench-server.log").open("w")
-    # In prefork mode Odoo respawns its gevent (websocket) process as
-    # [sys.executable, sys.argv[0], 'gevent', ...]; under `python -m odoo` sys.argv[0] is
-    # odoo/__main__.py, which fails on its relative import and is respawned in a loop
-    # (hundreds of interpreter starts eating CPU during the run). Run odoo-bin when the
-    # source tree has one, so the gevent process starts once, on a port of its own.
-    odoo_bin = odoo_root() / "odoo-bin"
-    launcher = [str(odoo_bin)] if odoo_bin.is_file() else ["-m", "odoo"]
-    proc = subprocess.Popen(
-        [sys.executable, *launcher, "server", "-c", str(conf), "-d", db, f"--db-filter=^{db}$",
-         "--workers=2", "--max-cron-threads=0", f"--http-port={port}", f"--gevent-port={free_port()}",
-         "--http-interface=127.0.0.1",
-         "--log-level=warn", "--limit-time-real=600", "--limit-request=100000"],
-        stdout=logfile, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True,
-    )
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"error: odoo server exited (rc={proc.returncode}), see .run/bench-server.log")
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/web/health", timeout=2).ok:
-                return proc
-        except requests.RequestException:
-            pass
-        time.sleep(0.3)
-    stop_server(proc)
-    raise SystemExit("error: odoo server not healthy after 90 s, see .run/bench-server.log")
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-    except ProcessLookupError:
-        pass
+    """Start the benchmarked server (2 workers, no cron thread), log in .run/bench-server.log."""
+    return _common.start_server(conf, db, port, RUN_DIR / "bench-server.log", cron_threads=0,
+                                after=["--limit-time-real=600", "--limit-request=100000"],
+                                see=".run/bench-server.log")
 
 
 # ---------------------------------------------------------------- load
@@ -306,41 +159,37 @@ class Bench:
                          headers={"Content-Type": "application/json"})
         return r.ok, r.status_code, 0
 
-    def _do_batch(self, session, n):
-        body = self.hubspot_body(n)
+    def _deliver(self, session, body: bytes, n: int, redelivery: bool) -> tuple:
+        """POST one delivery of ``n`` events and add its answer to the totals."""
+        totals = self.totals
         r = self.post_hubspot(session, body)
+        if redelivery:
+            with totals.lock:
+                totals.dup_sent += n
         if not r.ok:
             return False, r.status_code, 0
         data = r.json()
-        with self.totals.lock:
-            self.totals.accepted += data.get("accepted", 0)
-            self.totals.duplicates += data.get("duplicates", 0)
-            if data.get("accepted") == n:
-                self.totals.accepted_bodies.append((body, n))
-        return True, r.status_code, data.get("accepted", 0)
+        with totals.lock:
+            totals.accepted += data.get("accepted", 0)
+            totals.duplicates += data.get("duplicates", 0)
+            if redelivery:
+                totals.dup_acked += data.get("duplicates", 0)
+                if data != {"accepted": 0, "duplicates": n}:
+                    totals.dup_wrong += 1
+            elif data.get("accepted") == n:
+                totals.accepted_bodies.append((body, n))
+        return True, r.status_code, data.get("duplicates" if redelivery else "accepted", 0)
 
     def do_single(self, session, _state):
-        return self._do_batch(session, 1)
+        return self._deliver(session, self.hubspot_body(1), 1, redelivery=False)
 
     def do_batch100(self, session, _state):
-        return self._do_batch(session, 100)
+        return self._deliver(session, self.hubspot_body(100), 100, redelivery=False)
 
     def do_duplicate(self, session, state):
         bodies = self.totals.accepted_bodies
         body, n = bodies[next(state["cursor"]) % len(bodies)]
-        r = self.post_hubspot(session, body)
-        with self.totals.lock:
-            self.totals.dup_sent += n
-        if not r.ok:
-            return False, r.status_code, 0
-        data = r.json()
-        with self.totals.lock:
-            self.totals.accepted += data.get("accepted", 0)
-            self.totals.duplicates += data.get("duplicates", 0)
-            self.totals.dup_acked += data.get("duplicates", 0)
-            if data != {"accepted": 0, "duplicates": n}:
-                self.totals.dup_wrong += 1
-        return True, r.status_code, data.get("duplicates", 0)
+        return self._deliver(session, body, n, redelivery=True)
 
     def run_phase(self, name: str, action, duration: float) -> PhaseResult:
         state = {"cursor": itertools.count()}
@@ -400,14 +249,7 @@ def rate(result: PhaseResult, value: float) -> float:
 # ---------------------------------------------------------------- report
 
 def machine_info(db: str, load: tuple) -> list[str]:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = _common.cpu_model() or "unknown"
     conn = pg_connect(db)
     with conn.cursor() as cr:
         cr.execute("SHOW server_version")
@@ -451,7 +293,7 @@ def main() -> int:
     conf = args.odoo_config.resolve() if args.odoo_config else write_config(args.db)
     log(f"config: {conf}")
     if not args.reuse_db:
-        create_db(conf, args.db)
+        create_db(conf, args.db, "ps_integration_hub,base_automation")
     secret = "bench-" + os.urandom(16).hex()
     info = prepare(conf, args.db, secret)
     log(f"connector {info['connector_id']} (HubSpot), webhook rule {info['webhook_uuid']}")
@@ -481,8 +323,8 @@ def main() -> int:
             results.append(bench.run_phase(name, action, duration))
     finally:
         if server is not None:
-            stop_server(server)
-        set_crons_active(args.db, True)
+            _common.stop_server(server)
+        set_crons(args.db, True)
         log("ps hub worker crons re-enabled")
 
     conn = pg_connect(args.db)

@@ -16,28 +16,32 @@ See README.md. Exit code 0 even when goals fail; non-zero only when the script i
 """
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
-import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
-import psycopg2
+import _common
 import requests
+from _common import (
+    RUN_DIR,
+    WORKER_CRONS,
+    cpu_model,
+    free_port,
+    load_module,
+    log,
+    odoo_root,
+    set_crons,
+    stop_server,
+)
+from _common import pg_connect as pg
 
-REPO = Path(__file__).resolve().parent.parent
-RUN_DIR = REPO / ".run"
 CONF = RUN_DIR / "bench_processing.conf"
-PG = {"host": os.environ.get("PGHOST", "127.0.0.1"), "port": int(os.environ.get("PGPORT", "5432")),
-      "user": os.environ.get("PGUSER", "odoo")}
-WORKER_CRONS = ("ir_cron_process_events_1", "ir_cron_process_events_2")
 PHASE_LIMIT = 480.0  # seconds a throughput phase may take before we report what was done
 POLL = 0.25  # seconds between completion polls (queue_job's date_done is truncated to the second)
 SIGNING_SECRET = "bench-processing-signing-secret"
@@ -53,20 +57,9 @@ LINE_ITEMS = [
 GOALS = {"light": 3.0, "deal": 1.5}
 
 
-def _load(name: str, relpath: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / relpath)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-signatures = _load("ps_hub_signatures", "ps_integration_hub/services/signatures.py")
-fake_vendors = _load("ps_hub_fake_vendors", "ps_integration_hub/tests/fake_vendors.py")
-
-
-def log(msg: str) -> None:
-    print(f"[bench] {time.strftime('%H:%M:%S')} {msg}", flush=True)
+signatures = load_module("ps_hub_signatures", "ps_integration_hub/services/signatures.py")
+fake_vendors = load_module("ps_hub_fake_vendors", "ps_integration_hub/tests/fake_vendors.py")
+_common.configure_log(clock=True)
 
 
 def utcnow() -> datetime:
@@ -75,58 +68,19 @@ def utcnow() -> datetime:
 
 # ---------------------------------------------------------------- environment
 
-def odoo_root() -> Path:
-    code = "import os, odoo.release as r; print(r.version); print(os.path.dirname(os.path.dirname(r.__file__)))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    version, root = out.splitlines()[:2]
-    if not version.startswith("19.0"):
-        raise SystemExit(f"error: Odoo {version} found; ps-hub needs 19.0")
-    return Path(root)
-
-
-def secret_key() -> str:
-    if os.environ.get("PS_HUB_SECRET_KEY"):
-        return os.environ["PS_HUB_SECRET_KEY"]
-    keyfile = RUN_DIR / "secret.key"
-    if not keyfile.exists():
-        from cryptography.fernet import Fernet  # noqa: PLC0415 (only when missing)
-        keyfile.write_text(Fernet.generate_key().decode() + "\n")
-    return keyfile.read_text().strip()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def write_config(db: str, http_port: int) -> None:
-    root = odoo_root()
-    addons = [str(REPO)]
-    if (root / "addons").is_dir():
-        addons.insert(0, str(root / "addons"))
-    CONF.write_text("\n".join([
-        "[options]",
-        f"addons_path = {','.join(addons)}",
-        f"db_host = {PG['host']}",
-        f"db_port = {PG['port']}",
-        f"db_user = {PG['user']}",
-        f"db_name = {db}",
+    """Write .run/bench_processing.conf for ``db``, with queue_job pointed at ``http_port``."""
+    _common.write_config(CONF, db, options=[
         f"dbfilter = ^{db}$",
         f"http_port = {http_port}",
         "http_interface = 127.0.0.1",
-        f"ps_hub_secret_key = {secret_key()}",
-        "",
+    ], sections=[
         "[queue_job]",
         "channels = root:2",
         "host = 127.0.0.1",
         f"port = {http_port}",
         "",
-    ]))
-
-
-def pg(dbname: str):
-    return psycopg2.connect(dbname=dbname, **PG)
+    ])
 
 
 def sql(db: str, query: str, params=None, fetch: bool = True):
@@ -140,38 +94,13 @@ def sql(db: str, query: str, params=None, fetch: bool = True):
 
 
 def create_db(db: str) -> None:
-    conn = pg("postgres")
-    conn.autocommit = True
-    with conn.cursor() as cr:
-        cr.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-    conn.close()
-    logfile = RUN_DIR / f"install-{db}.log"
-    modules = "ps_integration_hub,ps_quote_to_cash,queue_job"
-    log(f"installing {modules} into {db} (log: {logfile})")
-    t0 = time.monotonic()
-    with logfile.open("w") as fh:
-        rc = subprocess.run(
-            [sys.executable, "-m", "odoo", "-c", str(CONF), "-d", db, "-i", modules,
-             "--stop-after-init", "--log-level=warn"],
-            stdout=fh, stderr=subprocess.STDOUT, cwd=REPO, check=False,
-        ).returncode
-    if rc:
-        print(logfile.read_text()[-4000:], file=sys.stderr)
-        raise SystemExit(f"error: install failed (rc={rc})")
-    log(f"installed in {time.monotonic() - t0:.0f} s")
+    """Drop and recreate ``db`` with ps_integration_hub, ps_quote_to_cash and queue_job."""
+    _common.create_db(CONF, db, "ps_integration_hub,ps_quote_to_cash,queue_job")
 
 
 def odoo_shell(db: str, script: str, timeout: float = 1800) -> dict:
     """Run ``script`` in `odoo shell`; return its ``BENCH key=value`` lines."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "odoo", "shell", "-c", str(CONF), "-d", db, "--log-level=warn", "--no-http"],
-        input=script, capture_output=True, text=True, cwd=REPO, check=False, timeout=timeout,
-    )
-    values = {}
-    for line in proc.stdout.splitlines():
-        if line.startswith("BENCH "):
-            key, _, value = line[6:].partition("=")
-            values[key] = value.strip()
+    proc, values = _common.odoo_shell(CONF, db, script, timeout=timeout)
     if proc.returncode or "ok" not in values:
         print(proc.stdout[-3000:], proc.stderr[-5000:], file=sys.stderr)
         raise SystemExit("error: odoo shell script failed")
@@ -317,81 +246,16 @@ print('BENCH ok=1')
 """
 
 
-def odoo_launcher() -> list[str]:
-    # odoo-bin rather than `-m odoo`: in prefork mode Odoo respawns its gevent process
-    # as [sys.executable, sys.argv[0], 'gevent'], which fails for odoo/__main__.py.
-    odoo_bin = odoo_root() / "odoo-bin"
-    return [str(odoo_bin)] if odoo_bin.is_file() else ["-m", "odoo"]
-
-
 def start_server(db: str, port: int, name: str, load: str, cron_threads: int) -> subprocess.Popen:
+    """Start a measured server (log .run/bench_processing-<name>.log) and wait until it is healthy."""
     logpath = RUN_DIR / f"bench_processing-{name}.log"
-    with logpath.open("w") as logfile:
-        proc = subprocess.Popen(
-            [sys.executable, *odoo_launcher(), "server", "-c", str(CONF), "-d", db, f"--db-filter=^{db}$",
-             f"--load={load}", "--workers=2", f"--max-cron-threads={cron_threads}",
-             f"--http-port={port}", f"--gevent-port={free_port()}", "--http-interface=127.0.0.1",
-             "--log-level=warn", "--limit-time-real=900", "--limit-time-cpu=900",
-             "--limit-time-real-cron=900", "--limit-request=1000000"],
-            stdout=logfile, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True,
-            env=dict(os.environ, ODOO_QUEUE_JOB_PORT=str(port)),
-        )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"error: odoo server exited (rc={proc.returncode}), see {logpath}")
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/web/health", timeout=2).ok:
-                log(f"{name} server up (pid {proc.pid}, log {logpath})")
-                return proc
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    stop_server(proc)
-    raise SystemExit(f"error: odoo server not healthy after 120 s, see {logpath}")
-
-
-def stop_server(proc: subprocess.Popen | None) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-    except ProcessLookupError:
-        pass
-
-
-def set_crons(db: str, active: bool, trigger: bool = False) -> datetime:
-    """Activate/deactivate the worker crons; with ``trigger``, what ``cron._trigger()`` does:
-    one ir.cron.trigger each, committed, then NOTIFY cron_trigger on the postgres database."""
-    conn = pg(db)
-    try:
-        with conn, conn.cursor() as cr:
-            cr.execute(
-                "SELECT res_id FROM ir_model_data WHERE module = 'ps_integration_hub' AND model = 'ir.cron' "
-                "AND name = ANY(%s)", (list(WORKER_CRONS),))
-            cron_ids = [r[0] for r in cr.fetchall()]
-            cr.execute("UPDATE ir_cron SET active = %s WHERE id = ANY(%s)", (active, cron_ids))
-            if trigger:
-                for cron_id in cron_ids:
-                    cr.execute(
-                        "INSERT INTO ir_cron_trigger (cron_id, call_at, create_uid, write_uid, create_date, "
-                        "write_date) VALUES (%s, now() AT TIME ZONE 'UTC', 1, 1, now() AT TIME ZONE 'UTC', "
-                        "now() AT TIME ZONE 'UTC')", (cron_id,))
-            cr.execute("SELECT now() AT TIME ZONE 'UTC'")
-            at = cr.fetchone()[0]
-    finally:
-        conn.close()
-    if trigger:
-        conn = pg("postgres")
-        conn.autocommit = True
-        with conn.cursor() as cr:
-            cr.execute("SELECT pg_notify('cron_trigger', %s)", (db,))
-        conn.close()
-    return at
+    proc = _common.start_server(
+        CONF, db, port, logpath, cron_threads=cron_threads, before=[f"--load={load}"],
+        after=["--limit-time-real=900", "--limit-time-cpu=900", "--limit-time-real-cron=900",
+               "--limit-request=1000000"],
+        env=dict(os.environ, ODOO_QUEUE_JOB_PORT=str(port)), timeout=120, poll=0.5)
+    log(f"{name} server up (pid {proc.pid}, log {logpath})")
+    return proc
 
 
 def wait_ingest() -> str:
@@ -412,16 +276,6 @@ def wait_ingest() -> str:
 
 def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "?"
 
 
 def pct(values: list[float], p: float) -> float:
@@ -468,31 +322,51 @@ class Bench:
             + (f", of which job creation {out['job_create_s']} s" if "job_create_s" in out else ""))
         return out
 
-    # -------------------------------------------------------------- hub
-
-    def run_hub(self, kind: str, n: int) -> dict:
+    def workload(self, kind: str, n: int) -> list[int]:
+        """Fresh object ids for ``n`` events of ``kind``; deals are added to the fake HubSpot."""
         object_ids = self.block(n)
         if kind == "deal":
             self.add_deals(object_ids)
+        return object_ids
+
+    @staticmethod
+    def wait_final(m0: float, poll: Callable[[], tuple[bool, tuple]]) -> tuple[tuple, bool]:
+        """Call ``poll`` every POLL s until it says all is final or PHASE_LIMIT passed since ``m0``;
+        return its last row and whether the phase was truncated."""
+        while True:
+            time.sleep(POLL)
+            finished, row = poll()
+            if finished:
+                return row, False
+            if time.monotonic() - m0 > PHASE_LIMIT:
+                return row, True
+
+    def finish(self, res: dict, connector: str, object_ids: list[int]) -> dict:
+        """Add the record checks to a phase result and log its outcome."""
+        res.update(self.check_records(connector, res["kind"], object_ids))
+        log(f"{res['system']} {res['kind']}: {res['done']}/{res['n']} done in {res['elapsed']:.1f} s"
+            f"{' (TRUNCATED)' if res['truncated'] else ''}")
+        return res
+
+    # -------------------------------------------------------------- hub
+
+    def run_hub(self, kind: str, n: int) -> dict:
+        object_ids = self.workload(kind, n)
         out = self.enqueue("hub", kind, object_ids, "hub", f"hub-{kind}")
         lo, hi = int(out["min_id"]), int(out["max_id"])
         t0 = set_crons(self.db, True, trigger=True)
         m0 = time.monotonic()
         log(f"hub {kind}: crons activated and triggered, waiting for {n} events")
-        truncated = False
-        while True:
-            time.sleep(POLL)
+
+        def poll() -> tuple[bool, tuple]:
             row = sql(self.db, """
                 SELECT count(*) FILTER (WHERE state = ANY(%s)), count(*) FILTER (WHERE state = 'done'),
                        max(done_at), count(*) FILTER (WHERE state = 'retry')
                   FROM ps_hub_event WHERE connector_id = %s AND id BETWEEN %s AND %s""",
                       (list(FINAL_STATES), int(self.ids["hub_id"]), lo, hi))[0]
-            final, _done, last, retry = row
-            if final >= n:
-                break
-            if time.monotonic() - m0 > PHASE_LIMIT:
-                truncated = True
-                break
+            return row[0] >= n, row
+
+        (_final, _done, last, retry), truncated = self.wait_final(m0, poll)
         elapsed = time.monotonic() - m0
         set_crons(self.db, False)
         db_elapsed = (last - t0).total_seconds() if last else float("nan")
@@ -507,16 +381,12 @@ class Bench:
                "done": states.get("done", 0),
                "truncated": truncated, "states": states, "reasons": dict(reasons), "retry_seen": retry,
                "handler_avg_ms": stats[0], "handler_p50_ms": stats[1], "max_attempts": stats[2]}
-        res.update(self.check_records("hub", kind, object_ids))
-        log(f"hub {kind}: {res['done']}/{n} done in {elapsed:.1f} s{' (TRUNCATED)' if truncated else ''}")
-        return res
+        return self.finish(res, "hub", object_ids)
 
     # -------------------------------------------------------------- queue_job
 
     def run_qj(self, kind: str, n: int) -> dict:
-        object_ids = self.block(n)
-        if kind == "deal":
-            self.add_deals(object_ids)
+        object_ids = self.workload(kind, n)
         tag = f"bench-processing-{kind}-{self.base}"
         m_before = time.monotonic()
         out = self.enqueue("qj", kind, object_ids, "qj", tag)
@@ -525,18 +395,14 @@ class Bench:
         m0 = time.monotonic() - max(0.0, (utcnow() - t0).total_seconds())
         log(f"queue_job {kind}: {n} jobs committed, waiting (shell ended {time.monotonic() - m_before:.0f} s "
             "after start)")
-        truncated = False
-        while True:
-            time.sleep(POLL)
+
+        def poll() -> tuple[bool, tuple]:
             row = sql(self.db, """
                 SELECT count(*) FILTER (WHERE state = 'done'), count(*) FILTER (WHERE state IN ('failed', 'cancelled')),
                        max(date_done) FROM queue_job WHERE name = %s""", (tag,))[0]
-            done, failed, last = row
-            if done + failed >= n:
-                break
-            if time.monotonic() - m0 > PHASE_LIMIT:
-                truncated = True
-                break
+            return row[0] + row[1] >= n, row
+
+        (_done, _failed, last), truncated = self.wait_final(m0, poll)
         elapsed = time.monotonic() - m0
         db_elapsed = (last - t0).total_seconds() if last else float("nan")
         states = dict(sql(self.db, "SELECT state, count(*) FROM queue_job WHERE name = %s GROUP BY state", (tag,)))
@@ -548,9 +414,7 @@ class Bench:
         res = {"system": "queue_job", "kind": kind, "n": n, "elapsed": elapsed, "db_elapsed": db_elapsed,
                "done": states.get("done", 0),
                "truncated": truncated, "states": states, "max_retry": retries[0], "jobs_retried": retries[1]}
-        res.update(self.check_records("qj", kind, object_ids))
-        log(f"queue_job {kind}: {res['done']}/{n} done in {elapsed:.1f} s{' (TRUNCATED)' if truncated else ''}")
-        return res
+        return self.finish(res, "qj", object_ids)
 
     def check_records(self, connector: str, kind: str, object_ids: list[int]) -> dict:
         cid = int(self.ids[connector + "_id"])
@@ -725,7 +589,8 @@ class Bench:
         print("=" * 100)
         print("ps-hub processing benchmark")
         print("=" * 100)
-        print(f"machine      : {platform.node()}  nproc={os.cpu_count()}  cpu={cpu_model()}")
+        cpu = cpu_model() or platform.processor() or "?"
+        print(f"machine      : {platform.node()}  nproc={os.cpu_count()}  cpu={cpu}")
         print(f"python/odoo  : {platform.python_version()}  {odoo_root()}")
         print(f"load (start) : {self.load_start}")
         print(f"load (end)   : {self.load_end}")
