@@ -1,5 +1,6 @@
 from odoo import api, models
 from odoo.fields import Command, Domain
+from odoo.tools import SQL
 
 from odoo.addons.ps_integration_hub.services.errors import BusinessError, HubError
 
@@ -124,8 +125,14 @@ class PsQ2cEngagement(models.AbstractModel):
         by_vat = Partner.browse()
         company_domain = Domain("company_id", "in", [company.id, False]) & Domain("is_company", "=", True)
         if vat:
-            candidates = Partner.search(company_domain & Domain("vat", "!=", False))
-            by_vat = candidates.filtered(lambda p: normalize_vat(p.vat) == vat)
+            # compared normalized in SQL: reading every partner with a VAT for each deal does not scale
+            self.env["res.partner"].flush_model(["vat"])
+            self.env.cr.execute(SQL(
+                "SELECT id FROM res_partner WHERE vat IS NOT NULL "
+                "AND regexp_replace(upper(vat), '[^[:alnum:]]', '', 'g') = %s", vat))
+            same_vat = [row[0] for row in self.env.cr.fetchall()]
+            if same_vat:
+                by_vat = Partner.search(company_domain & Domain("id", "in", same_vat))
         by_domain = Partner.browse()
         if customer.domain:
             candidates = Partner.search(company_domain & (
@@ -145,8 +152,6 @@ class PsQ2cEngagement(models.AbstractModel):
                 f"{customer.domain} to {by_domain.display_name}: correct one of them, then retry.",
                 reason="customer_conflict",
             )
-        if by_vat and by_vat.vat and vat and by_domain and by_domain != by_vat:
-            raise BusinessError("customer in conflict", reason="customer_conflict")
         partner = by_vat or by_domain
         if by_domain and not by_vat and vat and by_domain.vat and normalize_vat(by_domain.vat) != vat:
             raise BusinessError(
