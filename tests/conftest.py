@@ -405,11 +405,20 @@ def add_deals(q2c_product):
 
 
 @pytest.fixture
+def event_rows():
+    """The connector's events as (id, state, attempts, reason, last_error, external_id, res_model, res_id)."""
+    def fetch(db, cid):
+        return db.all(
+            "SELECT id, state, attempts, reason, last_error, external_id, res_model, res_id "
+            "FROM ps_hub_event WHERE connector_id = %s", [cid])
+    return fetch
+
+
+@pytest.fixture
 def assert_one_order_per_deal():
     """Check: each deal bound to its own confirmed order, the event pointing to it, no other order.
 
-    ``rows`` are the connector's events as (id, state, attempts, reason, last_error,
-    external_id, res_model, res_id).
+    ``rows`` are the connector's events as the ``event_rows`` fixture returns them.
     """
     def check(db, cid, rows, deal_ids):
         bindings = dict(db.all(

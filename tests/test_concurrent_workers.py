@@ -62,7 +62,7 @@ def _wait_ready(proc: subprocess.Popen, log, timeout: float) -> None:
 
 def test_two_workers_process_each_event_once(
     db, odoo_script, odoo_process, fake_hubspot, hub_connector, add_deals, closed_won, tmp_path,
-    assert_one_order_per_deal,
+    event_rows, assert_one_order_per_deal,
 ):
     deal_ids = add_deals(fake_hubspot, N_EVENTS)
     connector = hub_connector(fake_hubspot.base_url, "HubSpot concurrent workers")
@@ -118,9 +118,7 @@ def test_two_workers_process_each_event_once(
     assert won1 | won2 == set(enqueued)
     assert won1 and won2, "one worker did all the work: the test did not run them concurrently"
 
-    rows = db.all(
-        "SELECT id, state, attempts, reason, last_error, external_id, res_model, res_id "
-        "FROM ps_hub_event WHERE connector_id = %s", [cid])
+    rows = event_rows(db, cid)
     assert len(rows) == N_EVENTS
     not_done = [r for r in rows if r[1] != "done"]
     assert not not_done, f"{len(not_done)} event(s) not done, e.g. {not_done[:3]}"

@@ -67,7 +67,7 @@ def _kill_mid_batch(db, server, cid, timeout: float = 90) -> list[int]:
 
 def test_killed_server_loses_and_duplicates_nothing(
     db, odoo_server, fake_hubspot, hub_connector, add_deals, closed_won, sign_hubspot_v3,
-    assert_one_order_per_deal,
+    event_rows, assert_one_order_per_deal,
 ):
     fake_hubspot.latency = 0.05  # three HubSpot calls an event: a batch of 10 takes a few seconds
     deal_ids = add_deals(fake_hubspot, N_EVENTS)
@@ -128,9 +128,7 @@ def test_killed_server_loses_and_duplicates_nothing(
             else:
                 db.run("DELETE FROM ir_config_parameter WHERE key = %s", [key])
 
-    rows = db.all(
-        "SELECT id, state, attempts, reason, last_error, external_id, res_model, res_id "
-        "FROM ps_hub_event WHERE connector_id = %s", [cid])
+    rows = event_rows(db, cid)
     assert len(rows) == N_EVENTS
     not_done = [r for r in rows if r[1] != "done"]
     assert not not_done, f"{len(not_done)} event(s) not done, e.g. {not_done[:3]}\n{server.log_tail()}"

@@ -76,7 +76,7 @@ class HubCaseMixin:
         ids, duplicates = cls.env["ps.hub.event"]._hub_enqueue(connector, delivery, headers or {})
         return cls.env["ps.hub.event"].browse(ids), duplicates
 
-    def process(self, events=None):
+    def process(self):
         """Claim and process what is ready, like one worker pass, without committing."""
         Event = self.env["ps.hub.event"]
         processed = Event.browse()
