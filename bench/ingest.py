@@ -25,12 +25,13 @@ from pathlib import Path
 
 import _common
 import requests
-from _common import RUN_DIR, WORKER_CRONS, create_db, free_port, load_module, log, odoo_shell, pg_connect, set_crons
+from _common import RUN_DIR, WORKER_CRONS, create_db, free_port, log, odoo_shell, pg_connect, set_crons
+
+from ps_hub_fakes.signing import hubspot_headers
 
 WARMUP = 2.0
 DUP_DURATION = 5.0
 
-signatures = load_module("ps_hub_signatures", "ps_integration_hub/services/signatures.py")
 
 
 # ---------------------------------------------------------------- setup
@@ -142,12 +143,8 @@ class Bench:
         return json.dumps(events).encode()
 
     def post_hubspot(self, session: requests.Session, body: bytes) -> requests.Response:
-        ts = int(time.time() * 1000)
-        sig = signatures.sign_hubspot_v3(self.secret, "POST", self.hub_url, body, ts)
         return session.post(self.hub_url, data=body, timeout=60, headers={
-            "Content-Type": "application/json", "X-HubSpot-Signature-v3": sig,
-            "X-HubSpot-Request-Timestamp": str(ts),
-        })
+            "Content-Type": "application/json", **hubspot_headers(self.secret, self.hub_url, body)})
 
     # one request of each phase: returns (ok, status_or_error, events_accepted)
     def do_health(self, session, _state):

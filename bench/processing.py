@@ -33,13 +33,15 @@ from _common import (
     WORKER_CRONS,
     cpu_model,
     free_port,
-    load_module,
     log,
     odoo_root,
     set_crons,
     stop_server,
 )
 from _common import pg_connect as pg
+
+from ps_hub_fakes import FakeHubSpot
+from ps_hub_fakes.signing import hubspot_headers
 
 CONF = RUN_DIR / "bench_processing.conf"
 PHASE_LIMIT = 480.0  # seconds a throughput phase may take before we report what was done
@@ -57,8 +59,6 @@ LINE_ITEMS = [
 GOALS = {"light": 3.0, "deal": 1.5}
 
 
-signatures = load_module("ps_hub_signatures", "ps_integration_hub/services/signatures.py")
-fake_vendors = load_module("ps_hub_fake_vendors", "ps_integration_hub/tests/fake_vendors.py")
 _common.configure_log(clock=True)
 
 
@@ -294,7 +294,7 @@ class Bench:
         self.args = args
         self.db = args.db
         self.port = free_port()
-        self.fake = fake_vendors.FakeHubSpot()
+        self.fake = FakeHubSpot()
         self.server = None
         self.ids = {}
         # object/event ids unique to this run, so bindings of an earlier run (--reuse-db) never short-cut
@@ -486,9 +486,7 @@ class Bench:
                 "occurredAt": int(time.time() * 1000), "subscriptionType": "deal.propertyChange",
                 "attemptNumber": 0, "objectId": deal_id, "propertyName": "dealstage",
                 "propertyValue": "closedwon", "changeSource": "CRM_UI"}]).encode()
-            ts = int(time.time() * 1000)
-            headers = {"Content-Type": "application/json", "X-HubSpot-Request-Timestamp": str(ts),
-                       "X-HubSpot-Signature-v3": signatures.sign_hubspot_v3(SIGNING_SECRET, "POST", url, body, ts)}
+            headers = {"Content-Type": "application/json", **hubspot_headers(SIGNING_SECRET, url, body)}
             sent_at[str(deal_id)] = time.time()
             try:
                 resp = session.post(url, data=body, headers=headers, timeout=30)

@@ -5,16 +5,12 @@ import configparser
 import json
 import sys
 import time
-from pathlib import Path
 
 import psycopg2
 import requests
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "ps_integration_hub" / "services"))
-sys.path.insert(0, str(REPO / "ps_integration_hub" / "tests"))
-from fake_vendors import load_fixture  # noqa: E402
-from signatures import sign_hubspot_v3  # noqa: E402
+from ps_hub_fakes import load_fixture
+from ps_hub_fakes.signing import hubspot_headers
 
 
 def main() -> int:
@@ -51,17 +47,13 @@ def main() -> int:
     body = load_fixture("hubspot/webhook_deal_closedwon.json").encode()
     ts = int(time.time() * 1000)
     response = requests.post(url, data=body, timeout=10, headers={
-        "Content-Type": "application/json", "X-HubSpot-Request-Timestamp": str(ts),
-        "X-HubSpot-Signature-v3": sign_hubspot_v3(args.secret, "POST", url, body, ts),
-    })
+        "Content-Type": "application/json", **hubspot_headers(args.secret, url, body, ts)})
     print(f"HubSpot delivered a signed closed-won deal: HTTP {response.status_code} {response.text}")
     lost = json.dumps([{"eventId": 3817561099, "subscriptionType": "deal.propertyChange", "objectId": 19077099,
                         "propertyName": "dealstage", "propertyValue": "closedwon", "portalId": 8765432,
                         "occurredAt": ts}]).encode()
     response = requests.post(url, data=lost, timeout=10, headers={
-        "Content-Type": "application/json", "X-HubSpot-Request-Timestamp": str(ts),
-        "X-HubSpot-Signature-v3": sign_hubspot_v3(args.secret, "POST", url, lost, ts),
-    })
+        "Content-Type": "application/json", **hubspot_headers(args.secret, url, lost, ts)})
     print(f"HubSpot delivered a closed-won for a deal it no longer has: HTTP {response.status_code} "
           "(it lands on Integration Hub > Exceptions)")
     forged = requests.post(url, data=body, timeout=10, headers={

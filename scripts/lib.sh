@@ -39,7 +39,10 @@ install_requirements() {
     fi
     PIP_CONSTRAINT="$constraints" "$PYTHON" -m pip install -q --disable-pip-version-check \
         -r "$REPO_ROOT/requirements.txt" 2>&1 | grep -v "Running pip as the 'root' user" || true
-    "$PYTHON" -c 'import pytest_odoo, stripe, hubspot, standardwebhooks' \
+    # the fake vendors and their fixtures, imported by the tests, the demo and bench/
+    "$PYTHON" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation \
+        -e "$REPO_ROOT" 2>&1 | grep -v "Running pip as the 'root' user" || true
+    "$PYTHON" -c 'import pytest_odoo, stripe, hubspot, standardwebhooks, freezegun, ps_hub_fakes' \
         || die "installing requirements.txt failed"
 }
 

@@ -7,7 +7,6 @@ configured for another database. So nothing here imports Odoo: the proc database
 """
 
 import configparser
-import importlib.util
 import json
 import os
 import random
@@ -23,10 +22,10 @@ import psycopg2
 import pytest
 import requests
 
+from ps_hub_fakes import FakeHubSpot
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RUN_DIR = REPO_ROOT / ".run"
-FAKE_VENDORS = REPO_ROOT / "ps_integration_hub" / "tests" / "fake_vendors.py"
-SIGNATURES = REPO_ROOT / "ps_integration_hub" / "services" / "signatures.py"
 RESULT_MARK = "@@PS_HUB_RESULT@@ "
 PRODUCT_SKU = "PS-CONSULT-TM"
 
@@ -278,32 +277,12 @@ def odoo_server(config_path, proc_db):
 # --------------------------------------------------------------------------- fake HubSpot
 
 
-def _load_by_path(name: str, path: Path):
-    """Import a plain-Python file of an addon without importing the addon (nor Odoo)."""
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses look their module up while the file executes
-        try:
-            spec.loader.exec_module(module)
-        except BaseException:
-            del sys.modules[name]
-            raise
-    return sys.modules[name]
-
-
 @pytest.fixture
 def fake_hubspot():
     """A FakeHubSpot served from this process (set ``.latency`` to slow it down)."""
-    fake = _load_by_path("ps_hub_fake_vendors", FAKE_VENDORS).FakeHubSpot().start()
+    fake = FakeHubSpot().start()
     yield fake
     fake.stop()
-
-
-@pytest.fixture(scope="session")
-def sign_hubspot_v3():
-    """ps_integration_hub.services.signatures.sign_hubspot_v3 (secret, method, uri, body, timestamp_ms)."""
-    return _load_by_path("ps_hub_signatures", SIGNATURES).sign_hubspot_v3
 
 
 # --------------------------------------------------------------------------- proc db data

@@ -14,6 +14,8 @@ import time
 
 import requests
 
+from ps_hub_fakes.signing import hubspot_headers
+
 N_EVENTS = 100
 LEASE = 2
 BATCH = 10
@@ -25,14 +27,9 @@ def _counts(db, cid) -> dict:
     return dict(db.all("SELECT state, count(*) FROM ps_hub_event WHERE connector_id = %s GROUP BY state", [cid]))
 
 
-def _post_signed(sign_hubspot_v3, url: str, secret: str, events: list) -> dict:
+def _post_signed(url: str, secret: str, events: list) -> dict:
     body = json.dumps(events).encode()
-    timestamp = int(time.time() * 1000)
-    headers = {
-        "Content-Type": "application/json",
-        "X-HubSpot-Request-Timestamp": str(timestamp),
-        "X-HubSpot-Signature-v3": sign_hubspot_v3(secret, "POST", url, body, timestamp),
-    }
+    headers = {"Content-Type": "application/json", **hubspot_headers(secret, url, body)}
     response = requests.post(url, data=body, headers=headers, timeout=60)
     assert response.status_code == 200, response.text
     return response.json()
@@ -66,7 +63,7 @@ def _kill_mid_batch(db, server, cid, timeout: float = 90) -> list[int]:
 
 
 def test_killed_server_loses_and_duplicates_nothing(
-    db, odoo_server, fake_hubspot, hub_connector, add_deals, closed_won, sign_hubspot_v3,
+    db, odoo_server, fake_hubspot, hub_connector, add_deals, closed_won,
     event_rows, assert_one_order_per_deal,
 ):
     fake_hubspot.latency = 0.05  # three HubSpot calls an event: a batch of 10 takes a few seconds
@@ -87,7 +84,7 @@ def test_killed_server_loses_and_duplicates_nothing(
                 # ten signed deliveries of ten events on the real route
                 url = f"{server.url}/ps_hub/in/{connector['token']}"
                 answers = [
-                    _post_signed(sign_hubspot_v3, url, connector["signing_secret"], [
+                    _post_signed(url, connector["signing_secret"], [
                         closed_won(7_000_000 + i, deal_id) for i, deal_id in enumerate(deal_ids[s:s + 10], start=s)
                     ])
                     for s in range(0, N_EVENTS, 10)

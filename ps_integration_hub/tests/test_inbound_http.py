@@ -8,9 +8,10 @@ from standardwebhooks.webhooks import Webhook
 from odoo.tests import HttpCase, tagged
 from odoo.tools import mute_logger
 
+from ps_hub_fakes import FakeSalesforce, load_fixture
+
 from ..services import signatures as sig
 from .common import HubCaseMixin, secret_key_patcher
-from .fake_vendors import FakeSalesforce, load_fixture
 
 CONTROLLER_LOGGER = "odoo.addons.ps_integration_hub.models.ps_hub_connector"
 

@@ -2,10 +2,11 @@ import random
 
 from odoo.tests import BaseCase, tagged
 
+from ps_hub_fakes import FakeSalesforce, load_fixture
+
 from ..models.ps_hub_connector import retry_after_seconds
 from ..services import parsers
 from ..services.backoff import backoff_delay
-from .fake_vendors import FakeSalesforce, load_fixture
 
 
 @tagged("post_install", "-at_install")

@@ -10,8 +10,9 @@ from standardwebhooks.webhooks import Webhook
 
 from odoo.tests import BaseCase, tagged
 
+from ps_hub_fakes import load_json
+
 from ..services import signatures as sig
-from .fake_vendors import load_json
 
 BODY = b'[{"eventId": 1, "subscriptionType": "deal.propertyChange", "objectId": 42}]'
 

@@ -1,5 +1,6 @@
 from odoo.addons.ps_integration_hub.tests.common import HubCaseMixin
-from odoo.addons.ps_integration_hub.tests.fake_vendors import FakeHubSpot, FakeSalesforce
+
+from ps_hub_fakes import FakeHubSpot, FakeSalesforce
 
 SKUS = {
     "PS-CONSULT-TM": "Implementation consulting",

@@ -8,7 +8,8 @@ from odoo.tests import HttpCase, TransactionCase, tagged
 from odoo.tools import mute_logger
 
 from odoo.addons.ps_integration_hub.services.signatures import sign_hubspot_v3
-from odoo.addons.ps_integration_hub.tests.fake_vendors import load_fixture, load_json
+
+from ps_hub_fakes import load_fixture, load_json
 
 from .common import Q2CMixin
 

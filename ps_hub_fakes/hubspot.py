@@ -1,0 +1,378 @@
+"""Fake HubSpot CRM v3."""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections import deque
+from decimal import Decimal
+from typing import Any
+
+from .base import Answer, FakeVendor, RecordedRequest, _hs_now, _routes
+from .fixtures import load_json
+
+# --------------------------------------------------------------------------- HubSpot
+
+
+def _hs_value(value: Any) -> str:
+    """HubSpot stores every property as a string."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+_HS_OBJECTS = "(deals|companies|contacts|line_items)"
+_HS_SINGULAR = {
+    "deals": "DEAL",
+    "companies": "COMPANY",
+    "contacts": "CONTACT",
+    "line_items": "LINE_ITEM",
+}
+
+
+class FakeHubSpot(FakeVendor):
+    """HubSpot CRM v3: deals, companies, contacts and line items.
+
+    ``token``: when set, ``Authorization: Bearer <token>`` must match it; when
+    None any bearer token is accepted (but one is required).
+    """
+
+    default_failure_status = 429
+    RATE_INTERVAL_MS = 10_000
+    RATE_MAX = 190
+    RATE_SECONDLY = 19
+    RATE_DAILY = 1_000_000
+
+    routes = _routes(
+        ("GET", rf"/crm/v3/objects/{_HS_OBJECTS}/([^/]+)", "_get_object"),
+        ("PATCH", rf"/crm/v3/objects/{_HS_OBJECTS}/([^/]+)", "_patch_object"),
+        ("POST", rf"/crm/v3/objects/{_HS_OBJECTS}/batch/read", "_batch_read"),
+        ("POST", rf"/crm/v3/objects/{_HS_OBJECTS}/batch/update", "_batch_update"),
+    )
+
+    def __init__(
+        self,
+        token: str | None = None,
+        *,
+        port: int = 0,
+        latency: float = 0.0,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.token = token
+        super().__init__(port=port, latency=latency, host=host)
+
+    # data
+
+    def _load_defaults(self) -> None:
+        deal = load_json("hubspot/deal_19077001.json")
+        company = load_json("hubspot/company_5500071.json")
+        contact = load_json("hubspot/contact_7300912.json")
+        self.deals: dict[str, dict[str, Any]] = {deal["id"]: deal}
+        self.companies: dict[str, dict[str, Any]] = {company["id"]: company}
+        self.contacts: dict[str, dict[str, Any]] = {contact["id"]: contact}
+        self.line_items: dict[str, dict[str, Any]] = {
+            item["id"]: item for item in load_json("hubspot/line_items_batch_read.json")["results"]
+        }
+        self._recent: deque[float] = deque()
+        self._daily_used = 0
+
+    def add_company(
+        self, company_id: str, name: str | None = None, **properties: Any
+    ) -> dict[str, Any]:
+        """Store a company in the fixture's shape and return it."""
+        company_id = str(company_id)
+        now = _hs_now()
+        props = {
+            "name": name or f"Company {company_id}",
+            "domain": f"company-{company_id}.example",
+            "city": "London",
+            "country": "United Kingdom",
+            "hs_object_id": company_id,
+            **properties,
+        }
+        record = {
+            "id": company_id,
+            "properties": {key: _hs_value(value) for key, value in props.items()},
+            "createdAt": now,
+            "updatedAt": now,
+            "archived": False,
+        }
+        with self._lock:
+            self.companies[company_id] = record
+        return record
+
+    def add_contact(
+        self, contact_id: str, email: str | None = None, **properties: Any
+    ) -> dict[str, Any]:
+        """Store a contact in the fixture's shape and return it."""
+        contact_id = str(contact_id)
+        now = _hs_now()
+        props = {
+            "firstname": "Test",
+            "lastname": f"Contact {contact_id}",
+            "email": email or f"contact-{contact_id}@example.com",
+            "hs_object_id": contact_id,
+            **properties,
+        }
+        record = {
+            "id": contact_id,
+            "properties": {key: _hs_value(value) for key, value in props.items()},
+            "createdAt": now,
+            "updatedAt": now,
+            "archived": False,
+        }
+        with self._lock:
+            self.contacts[contact_id] = record
+        return record
+
+    def add_deal(
+        self,
+        deal_id: str,
+        company_id: str | None,
+        contact_id: str | None,
+        line_items: list[dict[str, Any]],
+        **properties: Any,
+    ) -> dict[str, Any]:
+        """Store a deal in the fixture's shape (associations included) and return it.
+
+        ``line_items`` are line-item property dicts (``name``, ``hs_sku``,
+        ``quantity``, ``price``, ``billing_model``...), each with an optional
+        ``id`` (default ``<deal_id>NNN``). Unknown companies and contacts are
+        created with ``add_company``/``add_contact``; None leaves the
+        association out. Properties default to the fixture deal's, with
+        ``amount`` the sum of quantity x price.
+        """
+        deal_id = str(deal_id)
+        items = []
+        total = Decimal(0)
+        for index, spec in enumerate(line_items, start=1):
+            props = dict(spec)
+            item_id = str(props.pop("id", f"{deal_id}{index:03d}"))
+            total += Decimal(str(props.get("quantity", 1))) * Decimal(str(props.get("price", 0)))
+            items.append(
+                {
+                    "id": item_id,
+                    "properties": {key: _hs_value(value) for key, value in props.items()},
+                    "archived": False,
+                }
+            )
+        now = _hs_now()
+        template = load_json("hubspot/deal_19077001.json")["properties"]
+        props = {
+            **template,
+            "dealname": f"Deal {deal_id}",
+            "amount": format(total.normalize(), "f"),
+            "closedate": now,
+            "hs_object_id": deal_id,
+            "po_number": f"PO-{deal_id}",
+            **properties,
+        }
+        associations: dict[str, Any] = {}
+        if company_id is not None:
+            associations["companies"] = {
+                "results": [{"id": str(company_id), "type": "deal_to_company"}]
+            }
+        if contact_id is not None:
+            associations["contacts"] = {
+                "results": [{"id": str(contact_id), "type": "deal_to_contact"}]
+            }
+        if items:
+            associations["line items"] = {
+                "results": [{"id": item["id"], "type": "deal_to_line_item"} for item in items]
+            }
+        record = {
+            "id": deal_id,
+            "properties": {key: _hs_value(value) for key, value in props.items()},
+            "createdAt": now,
+            "updatedAt": now,
+            "archived": False,
+            "associations": associations,
+        }
+        with self._lock:
+            if company_id is not None and str(company_id) not in self.companies:
+                self.add_company(str(company_id))
+            if contact_id is not None and str(contact_id) not in self.contacts:
+                self.add_contact(str(contact_id))
+            for item in items:
+                self.line_items[item["id"]] = item
+            self.deals[deal_id] = record
+        return record
+
+    # hooks
+
+    def _on_request(self) -> None:
+        now = time.monotonic()
+        self._recent.append(now)
+        while self._recent and self._recent[0] < now - self.RATE_INTERVAL_MS / 1000:
+            self._recent.popleft()
+        self._daily_used += 1
+
+    def _authenticate(self, req: RecordedRequest) -> Answer | None:
+        auth = req.headers.get("Authorization", "")
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() == "bearer" and token and (self.token is None or token == self.token):
+            return None
+        return Answer(
+            401,
+            {
+                "status": "error",
+                "message": "Authentication credentials not found. This API supports OAuth 2.0 "
+                "authentication and you can find more details at "
+                "https://developers.hubspot.com/docs/methods/auth/oauth-overview",
+                "category": "INVALID_AUTHENTICATION",
+            },
+        )
+
+    def _decorate(self, answer: Answer) -> None:
+        if answer.status == 429:
+            remaining = secondly_remaining = 0
+        elif 200 <= answer.status < 300:
+            now = time.monotonic()
+            last_second = sum(1 for stamp in self._recent if stamp >= now - 1)
+            remaining = max(0, self.RATE_MAX - len(self._recent))
+            secondly_remaining = max(0, self.RATE_SECONDLY - last_second)
+        else:
+            return
+        prefix = "X-HubSpot-RateLimit-"
+        for name, value in {
+            "Interval-Milliseconds": self.RATE_INTERVAL_MS,
+            "Max": self.RATE_MAX,
+            "Remaining": remaining,
+            "Secondly": self.RATE_SECONDLY,
+            "Secondly-Remaining": secondly_remaining,
+            "Daily": self.RATE_DAILY,
+            "Daily-Remaining": max(0, self.RATE_DAILY - self._daily_used),
+        }.items():
+            answer.headers.setdefault(prefix + name, str(value))
+
+    def _failure_defaults(self, status: int) -> tuple[Any, dict[str, str]]:
+        if status == 429:
+            return load_json("hubspot/rate_limited_429.json"), {}
+        return super()._failure_defaults(status)
+
+    # endpoints
+
+    @staticmethod
+    def _error(status: int, message: str, category: str, **extra: Any) -> Answer:
+        return Answer(
+            status, {"status": "error", "message": message, "category": category, **extra}
+        )
+
+    @staticmethod
+    def _view(record: dict[str, Any], properties: str | None) -> dict[str, Any]:
+        """A copy of ``record`` without associations, restricted to ``properties`` if given."""
+        view = copy.deepcopy({key: value for key, value in record.items() if key != "associations"})
+        if properties:
+            wanted = {name.strip() for name in properties.split(",")} | {"hs_object_id"}
+            view["properties"] = {
+                key: value for key, value in view["properties"].items() if key in wanted
+            }
+        return view
+
+    def _not_found(self) -> Answer:
+        return self._error(
+            404, "Object not found. objectId are usually numeric.", "OBJECT_NOT_FOUND"
+        )
+
+    def _get_object(self, req: RecordedRequest, object_type: str, object_id: str) -> Answer:
+        record = getattr(self, object_type).get(object_id)
+        if record is None:
+            return self._not_found()
+        view = self._view(record, req.query.get("properties"))
+        if "associations" in req.query:
+            wanted = {
+                name.strip().replace(" ", "_") for name in req.query["associations"].split(",")
+            }
+            associations = {
+                key: copy.deepcopy(value)
+                for key, value in record.get("associations", {}).items()
+                if key.replace(" ", "_") in wanted
+            }
+            if associations:
+                view["associations"] = associations
+        return Answer(200, view)
+
+    def _patch_object(self, req: RecordedRequest, object_type: str, object_id: str) -> Answer:
+        record = getattr(self, object_type).get(object_id)
+        if record is None:
+            return self._not_found()
+        properties = req.body.get("properties") if isinstance(req.body, dict) else None
+        if not isinstance(properties, dict):
+            return self._error(
+                400, 'Invalid input JSON: expected {"properties": {...}}', "VALIDATION_ERROR"
+            )
+        self._merge(record, properties)
+        return Answer(200, self._view(record, None))
+
+    @staticmethod
+    def _merge(record: dict[str, Any], properties: dict[str, Any]) -> None:
+        record["properties"].update({key: _hs_value(value) for key, value in properties.items()})
+        record["updatedAt"] = _hs_now()
+
+    def _batch_answer(
+        self, object_type: str, results: list[dict[str, Any]], missing: list[str], started: str
+    ) -> Answer:
+        body: dict[str, Any] = {"status": "COMPLETE", "results": results}
+        if missing:
+            body["numErrors"] = 1
+            body["errors"] = [
+                {
+                    "status": "error",
+                    "category": "OBJECT_NOT_FOUND",
+                    "message": f"Could not get some {_HS_SINGULAR[object_type]} objects, they may "
+                    "be deleted or not exist. Check that ids are valid.",
+                    "context": {"ids": missing},
+                }
+            ]
+        body["startedAt"] = started
+        body["completedAt"] = _hs_now()
+        return Answer(207 if missing else 200, body)
+
+    def _inputs(self, req: RecordedRequest) -> list[dict[str, Any]] | None:
+        inputs = req.body.get("inputs") if isinstance(req.body, dict) else None
+        if isinstance(inputs, list) and all(isinstance(i, dict) and "id" in i for i in inputs):
+            return inputs
+        return None
+
+    def _batch_read(self, req: RecordedRequest, object_type: str) -> Answer:
+        started = _hs_now()
+        inputs = self._inputs(req)
+        if inputs is None:
+            return self._error(
+                400, 'Invalid input JSON: expected {"inputs": [{"id": ...}]}', "VALIDATION_ERROR"
+            )
+        properties = req.body.get("properties")
+        wanted = ",".join(properties) if isinstance(properties, list) else None
+        store = getattr(self, object_type)
+        results, missing = [], []
+        for item in inputs:
+            record = store.get(str(item["id"]))
+            if record is None:
+                missing.append(str(item["id"]))
+            else:
+                results.append(self._view(record, wanted))
+        return self._batch_answer(object_type, results, missing, started)
+
+    def _batch_update(self, req: RecordedRequest, object_type: str) -> Answer:
+        started = _hs_now()
+        inputs = self._inputs(req)
+        if inputs is None or not all(isinstance(i.get("properties"), dict) for i in inputs):
+            return self._error(
+                400,
+                'Invalid input JSON: expected {"inputs": [{"id": ..., "properties": {...}}]}',
+                "VALIDATION_ERROR",
+            )
+        store = getattr(self, object_type)
+        results, missing = [], []
+        for item in inputs:
+            record = store.get(str(item["id"]))
+            if record is None:
+                missing.append(str(item["id"]))
+            else:
+                self._merge(record, item["properties"])
+                results.append(self._view(record, None))
+        return self._batch_answer(object_type, results, missing, started)
+
+
