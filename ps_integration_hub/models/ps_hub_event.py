@@ -750,12 +750,34 @@ class PsHubEvent(models.Model):
         return {"type": "ir.actions.act_window", "res_model": record._name,
                 "res_id": record.id, "view_mode": "form"}
 
+    # ------------------------------------------------------------------ retention
+
     @api.autovacuum
     def _gc_done_events(self):
-        """Delete done and ignored events older than the retention (days, default 90)."""
+        """Delete one chunk of done and ignored events older than the retention (days,
+        default 90), with their messages, followers, activities and attachments.
+
+        Returns (deleted, remaining) as Odoo's autovacuum expects: it commits after each
+        call and calls again while something remains and its cron run has time; a run out
+        of time ends "partially done" and the cron starts again soon. So a backlog of any
+        size is deleted in committed chunks until none is due. ``remaining`` is 1 while more
+        events are due, not a count: counting would scan the table at every chunk.
+
+        The ORM unlink (mail.thread, mail.activity.mixin) removes what refers to the events
+        by (res_model, res_id), which a foreign key cannot. Audit rows stay: the foreign key
+        sets their event_id to null, and they keep their own connector, event type and
+        external id.
+        """
         days = self._hub_param("retention_days", 90)
+        chunk = max(self._hub_param("retention_chunk_size", 1000), 1)
+        cutoff = fields.Datetime.now() - timedelta(days=days)
+        self.flush_model(["state", "done_at"])
         self.env.cr.execute(SQL(
-            "DELETE FROM ps_hub_event WHERE id IN (SELECT id FROM ps_hub_event "
-            "WHERE state IN ('done', 'ignored') AND done_at < now() AT TIME ZONE 'UTC' - "
-            "make_interval(days => %s) LIMIT 10000)", days,
+            "SELECT id FROM ps_hub_event WHERE state IN ('done', 'ignored') AND done_at < %s "
+            "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+            cutoff, chunk + 1,
         ))
+        ids = [row[0] for row in self.env.cr.fetchall()]
+        events_sudo = self.sudo().browse(ids[:chunk])
+        events_sudo.unlink()
+        return len(events_sudo), int(len(ids) > chunk)
