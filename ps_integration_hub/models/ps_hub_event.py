@@ -505,54 +505,154 @@ class PsHubEvent(models.Model):
         self.env["ps.hub.audit.log"]._hub_log_many(audit)
 
     # ------------------------------------------------------- exception desk actions
+    # The exception desk is the only door for people. Events change through the engine (SQL,
+    # or server code in sudo mode) and through the desk actions below, which check the group
+    # and the state and then write through a sudo recordset. A generic create/write/unlink is
+    # refused to everyone else: XML-RPC and JSON-RPC reach those with the caller's access
+    # rights, and readonly=True only binds the web client. Nothing reaches sudo mode over RPC.
 
-    def _hub_check_desk_access(self):
-        if not self.env.user.has_group("ps_integration_hub.group_hub_finance"):
+    # states from which each desk action may take an event; never 'processing' (a worker
+    # holds it) nor 'done' (it produced its records: use Link on another event, or the record)
+    DESK_STATES = {
+        "retry": ("exception", "dead", "ignored", "retry"),
+        "ignore": ("exception", "dead", "retry", "pending"),
+        "edit_payload": ("exception", "dead", "ignored"),
+        "link": ("exception", "dead", "ignored"),
+    }
+
+    hub_linkable = fields.Boolean(
+        "Can Be Linked", compute="_compute_hub_linkable",
+        help="Its event type declares the records it produces, which Link may point it to.",
+    )
+
+    @api.depends("system", "event_type")
+    def _compute_hub_linkable(self):
+        for event in self:
+            event.hub_linkable = bool(event._hub_linkable_models())
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        self._hub_check_engine("create")
+        return super().create(vals_list)
+
+    def write(self, vals):
+        self._hub_check_engine("write")
+        return super().write(vals)
+
+    def unlink(self):
+        self._hub_check_engine("unlink")
+        return super().unlink()
+
+    def _hub_check_engine(self, operation: str):
+        """Refuse a generic create/write/unlink that does not come from server code in sudo
+        mode (the engine, the desk actions, the retention, data files)."""
+        if not self.env.su:
+            raise AccessError(self.env._(
+                "Integration events cannot be changed directly (%(operation)s): they change "
+                "through the exception desk (Retry, Edit & Retry, Ignore, Link to Record).",
+                operation=operation,
+            ))
+
+    def _hub_is_desk_user(self) -> bool:
+        return self.env.user.has_group("ps_integration_hub.group_hub_finance")
+
+    def message_subscribe(self, partner_ids=None, subtype_ids=None):
+        """Followers change no event data, so reading the events is enough for finance, who
+        has no write access: it adds a colleague, as assigning them an activity does."""
+        if self.env.su or not self._hub_is_desk_user():
+            return super().message_subscribe(partner_ids, subtype_ids)
+        self.check_access("read")
+        events_sudo = self.sudo()
+        return super(PsHubEvent, events_sudo).message_subscribe(partner_ids, subtype_ids)
+
+    def message_unsubscribe(self, partner_ids=None):
+        if self.env.su or not self._hub_is_desk_user():
+            return super().message_unsubscribe(partner_ids)
+        self.check_access("read")
+        events_sudo = self.sudo()
+        return super(PsHubEvent, events_sudo).message_unsubscribe(partner_ids)
+
+    def _hub_desk_events(self, action: str):
+        """The events of ``self`` the desk ``action`` may change, locked for it.
+
+        Checks the user's group and read access (the company rule), then reads the state
+        under a row lock rather than from the cache: an event a worker is running is locked
+        by it and skipped; one a worker or a colleague changed since this transaction began
+        fails the lock with a serialization error, which Odoo retries on a fresh snapshot.
+        """
+        if not self._hub_is_desk_user():
             raise AccessError(self.env._("Only Integration Finance users can work exceptions."))
-        self.check_access("write")
+        self.check_access("read")
+        if not self:
+            return self
+        self.flush_recordset()
+        self.env.cr.execute(SQL(
+            "SELECT id FROM ps_hub_event WHERE id IN %s AND state IN %s "
+            "ORDER BY id FOR UPDATE SKIP LOCKED",
+            tuple(self.ids), self.DESK_STATES[action],
+        ))
+        allowed = {row[0] for row in self.env.cr.fetchall()}
+        self.invalidate_recordset()
+        return self.filtered(lambda event: event.id in allowed)
+
+    def _hub_desk_refuse(self, action: str):
+        labels = dict(self._fields["state"]._description_selection(self.env))
+        states = ", ".join(labels[state] for state in self.DESK_STATES[action])
+        raise UserError(self.env._(
+            "This action applies only to events in these states: %(states)s. An event being "
+            "processed or already done cannot be changed from the desk.", states=states,
+        ))
 
     def _hub_requeue(self, action: str, extra=None, audit_after=None):
-        self._hub_check_desk_access()
+        """Queue the events again and audit it; the caller checked the desk access and state."""
         audit = [(event, action, {"state": event.state, "reason": event.reason,
                                   **({"payload": event.payload} if audit_after else {})},
                   dict({"state": "pending"}, **(audit_after or {})))
                  for event in self]
-        self.sudo().write(dict({
+        events_sudo = self.sudo()
+        events_sudo.write(dict({
             "state": "pending", "attempts": 0, "next_attempt_at": fields.Datetime.now(),
             "error_class": False, "reason": False, "last_error": False, "claim_token": False,
+            "done_at": False,
         }, **(extra or {})))
         self.env["ps.hub.audit.log"]._hub_log_many(audit)
         self._hub_trigger_workers()
 
     def action_retry(self):
-        """Queue the events again (bulk-capable)."""
-        retryable = self.filtered(lambda e: e.state in ("exception", "dead", "ignored", "retry"))
-        if not retryable:
-            raise UserError(self.env._("Only events in exception, dead, ignored or waiting "
-                                       "to retry can be retried."))
-        retryable._hub_requeue("retry")
-        for event in retryable:
+        """Queue the events again (bulk-capable: events in other states are left alone)."""
+        events = self._hub_desk_events("retry")
+        if not events:
+            self._hub_desk_refuse("retry")
+        events._hub_requeue("retry")
+        for event in events:
             event.message_post(body=self.env._("Queued for retry by %s.", self.env.user.name))
         return True
 
     def action_ignore(self, reason: str):
-        """Close the events without processing them; a reason is required."""
-        self._hub_check_desk_access()
+        """Close the events without processing them; a reason is required (bulk-capable)."""
+        if not self._hub_is_desk_user():
+            raise AccessError(self.env._("Only Integration Finance users can work exceptions."))
         if not (reason or "").strip():
             raise UserError(self.env._("Say why the event is ignored."))
-        open_events = self.filtered(lambda e: e.state in ("exception", "dead", "retry", "pending"))
-        audit = [(e, "ignore", {"state": e.state}, {"state": "ignored"}, reason) for e in open_events]
-        open_events.sudo().write({"state": "ignored", "ignore_reason": reason, "claim_token": False})
+        events = self._hub_desk_events("ignore")
+        if not events:
+            self._hub_desk_refuse("ignore")
+        audit = [(e, "ignore", {"state": e.state}, {"state": "ignored"}, reason) for e in events]
+        events_sudo = events.sudo()
+        # done_at starts the retention clock, as for the events the workers ignore
+        events_sudo.write({"state": "ignored", "ignore_reason": reason, "claim_token": False,
+                           "done_at": fields.Datetime.now()})
         self.env["ps.hub.audit.log"]._hub_log_many(audit)
-        for event in open_events:
+        for event in events:
             event.message_post(body=self.env._("Ignored: %s", reason))
         return True
 
     def action_edit_payload_and_retry(self, payload_text: str):
         """Replace the payload by a corrected one (JSON, or the vendor's raw format) and retry."""
         self.ensure_one()
-        self._hub_check_desk_access()
-        body = payload_text.encode()
+        if not self._hub_desk_events("edit_payload"):
+            self._hub_desk_refuse("edit_payload")
+        body = (payload_text or "").encode()
         if self.system == "salesforce" or self.event_type == "malformed":
             delivery = parsers.parse_delivery(self.system, body, self.headers or {})
             if len(delivery.events) != 1 or delivery.events[0].parse_error:
@@ -572,22 +672,74 @@ class PsHubEvent(models.Model):
         self.message_post(body=self.env._("Payload corrected and queued for retry."))
         return True
 
-    def action_link(self, record, binding_model=None):
-        """Resolve the event by pointing it to an existing record (and bind it)."""
+    def _hub_linkable_models(self) -> dict:
+        """{Odoo model: external object type its binding uses, or None} of the records this
+        event's type produces: Link may point the event to those only. Modules that handle
+        an event type declare it (see ps_quote_to_cash); nothing is linkable by default."""
         self.ensure_one()
-        self._hub_check_desk_access()
-        record.ensure_one()
+        return {}
+
+    def _hub_link_companies(self):
+        """The companies a record linked to this event may belong to (besides shared records):
+        the event's. A module whose handler makes records in other companies may widen it."""
+        self.ensure_one()
+        return self.company_id
+
+    def action_link(self, record, binding_model=None):
+        """Resolve the event by pointing it to an existing record, and bind the event's
+        external id to it under ``binding_model`` when given (the type its event type
+        declares for that model). ``record`` is a record or a "model,id" reference."""
+        self.ensure_one()
+        if not self._hub_desk_events("link"):
+            self._hub_desk_refuse("link")
+        record = self._hub_link_target(record)
+        linkable = self._hub_linkable_models()
+        if record._name not in linkable:
+            allowed = ", ".join(self.env[m]._description for m in linkable if m in self.env)
+            raise UserError(self.env._(
+                "A %(type)s event cannot be linked to a %(model)s. It produces: %(allowed)s.",
+                type=self.event_type, model=record._description,
+                allowed=allowed or self.env._("nothing that can be linked"),
+            ))
+        if binding_model and binding_model != linkable[record._name]:
+            raise UserError(self.env._(
+                "A %(model)s linked to a %(type)s event is bound as %(expected)s, not %(given)s.",
+                model=record._description, type=self.event_type,
+                expected=linkable[record._name] or self.env._("nothing"), given=binding_model,
+            ))
+        Binding = self.env["ps.hub.binding"]
+        Binding._hub_check_target(record, self._hub_link_companies())
         before = {"state": self.state, "res_model": self.res_model, "res_id": self.res_id}
-        self.sudo().write({"state": "done", "res_model": record._name, "res_id": record.id,
-                           "done_at": fields.Datetime.now(), "claim_token": False})
+        after = {"state": "done", "res_model": record._name, "res_id": record.id}
+        binding = None
         if binding_model and self.external_id:
-            self.env["ps.hub.binding"].sudo()._hub_bind(
-                self.connector_id, binding_model, self.external_id, record)
-        self.env["ps.hub.audit.log"]._hub_log_many([(self, "link", before, {
-            "state": "done", "res_model": record._name, "res_id": record.id,
-        }, None)])
+            bindings_sudo = Binding.sudo()
+            previous = bindings_sudo.search([
+                ("connector_id", "=", self.connector_id.id), ("external_model", "=", binding_model),
+                ("external_id", "=", self.external_id),
+            ], limit=1)
+            if previous:
+                before["binding"] = previous._hub_audit_values()
+            binding = bindings_sudo._hub_bind(self.connector_id, binding_model, self.external_id, record)
+            after["binding"] = binding._hub_audit_values()
+        event_sudo = self.sudo()
+        event_sudo.write({"state": "done", "res_model": record._name, "res_id": record.id,
+                          "done_at": fields.Datetime.now(), "claim_token": False})
+        self.env["ps.hub.audit.log"]._hub_log_many([(self, "link", before, after, None, binding)])
         self.message_post(body=self.env._("Linked to %s.", record.display_name))
         return True
+
+    def _hub_link_target(self, record):
+        """``record`` (a record, or a "model,id" reference as RPC sends it) in this env."""
+        if isinstance(record, str):
+            model, _sep, res_id = record.partition(",")
+            if model not in self.env or not res_id.strip().isdigit():
+                raise UserError(self.env._("%s is not a record reference.", record))
+            record = self.env[model].browse(int(res_id))
+        if not isinstance(record, models.BaseModel):
+            raise UserError(self.env._("Choose the record to link the event to."))
+        record.ensure_one()
+        return record.with_env(self.env)
 
     def action_open_record(self):
         """Open the record this event produced."""
@@ -598,12 +750,34 @@ class PsHubEvent(models.Model):
         return {"type": "ir.actions.act_window", "res_model": record._name,
                 "res_id": record.id, "view_mode": "form"}
 
+    # ------------------------------------------------------------------ retention
+
     @api.autovacuum
     def _gc_done_events(self):
-        """Delete done and ignored events older than the retention (days, default 90)."""
+        """Delete one chunk of done and ignored events older than the retention (days,
+        default 90), with their messages, followers, activities and attachments.
+
+        Returns (deleted, remaining) as Odoo's autovacuum expects: it commits after each
+        call and calls again while something remains and its cron run has time; a run out
+        of time ends "partially done" and the cron starts again soon. So a backlog of any
+        size is deleted in committed chunks until none is due. ``remaining`` is 1 while more
+        events are due, not a count: counting would scan the table at every chunk.
+
+        The ORM unlink (mail.thread, mail.activity.mixin) removes what refers to the events
+        by (res_model, res_id), which a foreign key cannot. Audit rows stay: the foreign key
+        sets their event_id to null, and they keep their own connector, event type and
+        external id.
+        """
         days = self._hub_param("retention_days", 90)
+        chunk = max(self._hub_param("retention_chunk_size", 1000), 1)
+        cutoff = fields.Datetime.now() - timedelta(days=days)
+        self.flush_model(["state", "done_at"])
         self.env.cr.execute(SQL(
-            "DELETE FROM ps_hub_event WHERE id IN (SELECT id FROM ps_hub_event "
-            "WHERE state IN ('done', 'ignored') AND done_at < now() AT TIME ZONE 'UTC' - "
-            "make_interval(days => %s) LIMIT 10000)", days,
+            "SELECT id FROM ps_hub_event WHERE state IN ('done', 'ignored') AND done_at < %s "
+            "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+            cutoff, chunk + 1,
         ))
+        ids = [row[0] for row in self.env.cr.fetchall()]
+        events_sudo = self.sudo().browse(ids[:chunk])
+        events_sudo.unlink()
+        return len(events_sudo), int(len(ids) > chunk)

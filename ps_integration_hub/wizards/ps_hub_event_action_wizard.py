@@ -24,8 +24,10 @@ class PsHubEventActionWizard(models.TransientModel):
         selection="_selection_record_ref", string="Existing Record",
     )
     binding_model = fields.Char(
+        compute="_compute_binding_model", store=True, readonly=False,
         help="Also bind the event's external id to this record under this object type "
-        "(e.g. 'deal'), so later events of the same object reuse it.",
+        "(e.g. 'deal'), so later events of the same object reuse it. Set from what the "
+        "event's type declares for the chosen record; empty it to link without binding.",
     )
 
     @api.model
@@ -41,9 +43,16 @@ class PsHubEventActionWizard(models.TransientModel):
             events = self.env["ps.hub.event"].browse(event_ids)
             if len(events) == 1 and "payload_text" in fields_list:
                 values["payload_text"] = events.payload_pretty
-            if len(events) == 1 and events.ordering_key and "binding_model" in fields_list:
-                values["binding_model"] = events.ordering_key.split(":", 1)[0]
         return values
+
+    @api.depends("record_ref", "event_ids")
+    def _compute_binding_model(self):
+        for wizard in self:
+            event = wizard.event_ids if len(wizard.event_ids) == 1 else None
+            record = wizard.record_ref
+            wizard.binding_model = (
+                event and record and event._hub_linkable_models().get(record._name)
+            ) or False
 
     def action_confirm(self):
         """Apply the chosen action to the events."""
