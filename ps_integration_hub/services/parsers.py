@@ -120,20 +120,17 @@ def _malformed(body: bytes, error: str) -> ParsedEvent:
 def _ident(value) -> str | None:
     """``value`` as an identifier: a non-empty printable str or an int, at most
     MAX_ID_LENGTH characters; None for anything else (bool, float, dict, NUL...)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
+    kind = type(value)  # exact types, as json gives them: a bool is not an id
+    if kind is int:
         value = str(value)
-    elif not isinstance(value, str):
+    elif kind is not str:
         return None
-    if not value or len(value) > MAX_ID_LENGTH or not value.isprintable():
-        return None
-    return value
+    return value if 0 < len(value) <= MAX_ID_LENGTH and value.isprintable() else None
 
 
 def _name(value) -> str | None:
     """``value`` as an event type: like :func:`_ident`, and a str."""
-    return _ident(value) if isinstance(value, str) else None
+    return _ident(value) if type(value) is str else None
 
 
 def _key(value: str) -> str:
@@ -183,15 +180,14 @@ def _jsonb_problem(value, text: str) -> str | None:
         depth += 1
         if depth > MAX_DEPTH:
             return f"JSON nested deeper than {MAX_DEPTH} levels"
-        children = []
-        for item in level:
-            is_dict = type(item) is dict
-            values = item.values() if is_dict else item
-            if check_text and not (all(_storable_text(v) for v in values if type(v) is str)
-                                   and (not is_dict or all(_storable_text(k) for k in item))):
-                return bad_text
-            children.extend(v for v in values if type(v) in _CONTAINERS)
-        level = children
+        if check_text:
+            for item in level:
+                values = item.values() if type(item) is dict else item
+                if not all(_storable_text(v) for v in values if type(v) is str) or (
+                        type(item) is dict and not all(_storable_text(k) for k in item)):
+                    return bad_text
+        level = [child for item in level for child in (item.values() if type(item) is dict else item)
+                 if type(child) in _CONTAINERS]
     return None
 
 
