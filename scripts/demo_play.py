@@ -62,7 +62,9 @@ def main() -> int:
     print(f"A forged copy was refused: HTTP {forged.status_code}")
     with conn.cursor() as cr:
         while time.monotonic() < deadline:
-            cr.execute("SELECT state, res_id, last_error FROM ps_hub_event WHERE idempotency_key = '3817561001'")
+            # HubSpot idempotency keys are <portalId>:<eventId>
+            cr.execute("SELECT state, res_id, last_error FROM ps_hub_event "
+                       "WHERE idempotency_key = '8765432:3817561001'")
             state, order_id, error = cr.fetchone()
             if state not in ("pending", "processing", "retry"):
                 break

@@ -36,10 +36,16 @@ class PsHubInboundController(http.Controller):
             return _json(415, error=f"unsupported content type {httpreq.mimetype!r}")
         body = httpreq.get_data()  # cached: Odoo may replay the request on a serialization failure
         headers = httpreq.headers
+        urls = [httpreq.url]
+        if connector.system == "hubspot":
+            # HubSpot signs the URL it was given: the public one, query string as received
+            public = connector._hub_public_inbound_url(token)
+            query = httpreq.query_string.decode("latin-1")
+            urls.insert(0, f"{public}?{query}" if query else public)
         try:
-            connector._hub_verify(httpreq.method, httpreq.url, body, headers)
+            connector._hub_verify(httpreq.method, urls, body, headers)
             delivery = parsers.parse_delivery(connector.system, body, headers)
-            connector._hub_check_delivery(delivery)
+            dropped = connector._hub_check_delivery(delivery)
         except SignatureError as exc:
             connector._hub_count_signature_failure(str(exc), httpreq.remote_addr)
             return _json(401, error="signature verification failed")
@@ -53,4 +59,5 @@ class PsHubInboundController(http.Controller):
             return request.make_response(
                 parsers.SALESFORCE_ACK, headers=[("Content-Type", "text/xml; charset=utf-8")],
             )
-        return _json(200, accepted=len(new_ids), duplicates=duplicates)
+        extra = {"other_portal": dropped} if dropped else {}
+        return _json(200, accepted=len(new_ids), duplicates=duplicates, **extra)

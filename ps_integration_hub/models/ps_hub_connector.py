@@ -29,8 +29,9 @@ SECRET_FIELDS = {
 }
 INBOUND_FIELDS = [
     "system", "company_id", "max_body_bytes", "signature_tolerance", "salesforce_org_id",
-    "signing_secret_enc", "signing_secret_previous_enc",
+    "signing_secret_enc", "signing_secret_previous_enc", "public_base_url", "hubspot_portal_id",
 ]
+INBOUND_PATH = "/ps_hub/in/"
 # OAuth2 access tokens live in memory only, per process: never in the database.
 _TOKENS: dict[tuple[str, int], tuple[str, float]] = {}
 _TOKENS_LOCK = threading.Lock()
@@ -108,6 +109,22 @@ class PsHubConnector(models.Model):
     salesforce_org_id = fields.Char(
         "Salesforce Organization ID", tracking=True,
         help="Outbound messages from another organization are refused.",
+    )
+    hubspot_portal_id = fields.Char(
+        "HubSpot Portal ID", tracking=True,
+        help="Events of other portals (an app delivers every portal that installed it, "
+             "sandboxes included, to one URL) are dropped and counted. Empty: events of any "
+             "portal are accepted.",
+    )
+    foreign_portal_event_count = fields.Integer(
+        "Events of Other Portals", readonly=True, copy=False,
+        help="HubSpot events dropped because they came from another portal than the connector's.",
+    )
+    public_base_url = fields.Char(
+        "Public Base URL", tracking=True,
+        help="The scheme and host (and path prefix) under which the vendor reaches this Odoo, "
+             "e.g. https://erp.example.com. Empty: the web.base.url system parameter. HubSpot "
+             "signs the URL it posts to, so behind a reverse proxy this must be the public one.",
     )
     inbound_token = fields.Char(
         copy=False, readonly=True, default=lambda self: secrets.token_urlsafe(32),
@@ -213,11 +230,17 @@ class PsHubConnector(models.Model):
 
     # ------------------------------------------------------------------ inbound
 
-    @api.depends("inbound_token")
+    @api.depends("inbound_token", "public_base_url")
     def _compute_inbound_url(self):
-        base = self.env["ir.config_parameter"].sudo().get_param("web.base.url", "")
         for connector in self:
-            connector.inbound_url = f"{base}/ps_hub/in/{connector.inbound_token}"
+            connector.inbound_url = connector._hub_public_inbound_url(connector.inbound_token)
+
+    def _hub_public_inbound_url(self, token: str) -> str:
+        """The URL the vendor is given and posts to (and HubSpot signs), without query."""
+        self.ensure_one()
+        base = self.public_base_url or self.env["ir.config_parameter"].sudo().get_param(
+            "web.base.url", "")  # cached: no query per delivery
+        return f"{base.strip().rstrip('/')}{INBOUND_PATH}{token}"
 
     def action_regenerate_token(self):
         """Issue a new inbound URL; the old one answers 404 from now on."""
@@ -250,14 +273,19 @@ class PsHubConnector(models.Model):
         # one query for what the route reads on every delivery
         return self.sudo().search_fetch([("inbound_token", "=", token)], INBOUND_FIELDS, limit=1)
 
-    def _hub_verify(self, method: str, url: str, body: bytes, headers) -> None:
-        """Raise SignatureError unless the request was signed by the vendor."""
+    def _hub_verify(self, method: str, urls: list[str], body: bytes, headers) -> None:
+        """Raise SignatureError unless the request was signed by the vendor.
+
+        ``urls``: the public inbound URL first (HubSpot signs the URL it was given, which
+        behind a TLS-terminating proxy is not the one Odoo reconstructs), then the
+        reconstructed one (right when the proxy forwards the host and proxy_mode is on).
+        """
         self.ensure_one()
         candidates = [self._hub_secret("signing_secret_enc"),
                       self._hub_secret("signing_secret_previous_enc")]
         tolerance = self.signature_tolerance
         if self.system == "hubspot":
-            signatures.verify_hubspot_v3(candidates, method, url, body, headers,
+            signatures.verify_hubspot_v3(candidates, method, urls, body, headers,
                                          tolerance=tolerance)
         elif self.system == "stripe":
             signatures.verify_stripe(candidates, body, headers, tolerance=tolerance)
@@ -268,17 +296,43 @@ class PsHubConnector(models.Model):
         # Salesforce outbound messages are not signed: the organization is checked
         # once the message is parsed (_hub_check_delivery).
 
-    def _hub_check_delivery(self, delivery: parsers.Delivery) -> None:
-        """Checks that need the parsed delivery (Salesforce organization)."""
+    def _hub_check_delivery(self, delivery: parsers.Delivery) -> int:
+        """Checks that need the parsed delivery; returns the number of events dropped.
+
+        Salesforce: a message of another organization raises SignatureError (401).
+        HubSpot: events of another portal than ``hubspot_portal_id`` are dropped from the
+        delivery, logged and counted on the connector, and the rest is accepted. They are
+        authentic (one app, one secret, every installing portal) so a 4xx would only make
+        HubSpot retry for a day what this connector will never take, and would hold back
+        this portal's events sharing the batch. Events that name no portal, and malformed
+        ones whose portal cannot be told, are kept. No portal id: the check is off.
+        """
         self.ensure_one()
-        if self.system != "salesforce":
-            return
-        expected = (self.salesforce_org_id or "").strip()
-        if not expected:
-            raise signatures.SignatureError("no Salesforce organization configured")
-        if (delivery.organization_id or "")[:15] != expected[:15]:
-            # 15- and 18-character forms of one id share their first 15 characters
-            raise signatures.SignatureError("OrganizationId does not match the connector")
+        if self.system == "salesforce":
+            expected = (self.salesforce_org_id or "").strip()
+            if not expected:
+                raise signatures.SignatureError("no Salesforce organization configured")
+            if (delivery.organization_id or "")[:15] != expected[:15]:
+                # 15- and 18-character forms of one id share their first 15 characters
+                raise signatures.SignatureError("OrganizationId does not match the connector")
+            return 0
+        portal = (self.hubspot_portal_id or "").strip() if self.system == "hubspot" else ""
+        if not portal:
+            return 0
+        kept = [ev for ev in delivery.events if ev.portal_id in (None, portal)]
+        dropped = len(delivery.events) - len(kept)
+        if dropped:
+            foreign = sorted({ev.portal_id for ev in delivery.events if ev.portal_id not in (None, portal)})
+            delivery.events = kept
+            self.env.cr.execute(SQL(
+                "UPDATE ps_hub_connector SET foreign_portal_event_count = "
+                "COALESCE(foreign_portal_event_count, 0) + %s WHERE id = %s", dropped, self.id,
+            ))
+            _logger.warning(
+                "ps_hub: connector %s (portal %s) dropped %s event(s) of other HubSpot portals %s",
+                self.id, portal, dropped, ", ".join(foreign[:10]),
+            )
+        return dropped
 
     def _hub_count_signature_failure(self, reason: str, remote_addr: str | None) -> None:
         self.ensure_one()

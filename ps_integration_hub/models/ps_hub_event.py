@@ -142,7 +142,9 @@ class PsHubEvent(models.Model):
         events = delivery.events
         if not events:
             return [], 0
-        kept = {k: v for k, v in (headers or {}).items() if k.lower() in KEPT_HEADERS}
+        # a header may hold NUL, which jsonb refuses: the copy kept for people drops it
+        kept = {k: str(v).replace("\x00", "\ufffd") for k, v in (headers or {}).items()
+                if k.lower() in KEPT_HEADERS}
         headers_json = json.dumps(kept)
         correlation_id = uuid.uuid4().hex
         uid = self.env.uid or None

@@ -3,9 +3,11 @@
 Each ``verify_*`` takes the candidate secrets (current first, then the previous one
 during a rotation), the request as received and the current time, and returns
 nothing or raises :class:`SignatureError` with a reason fit for a log line (never the
-secret, never the body). Each ``sign_*`` produces what the vendor would send: the
-demo, the tests and the benchmarks use them; the tests cross-check them against the
-vendors' own packages.
+secret, never the body). Whatever the headers hold (non-ASCII, a 400-digit
+timestamp), a ``verify_*`` raises nothing else: a bad request is a 401, never a 500.
+Each ``sign_*`` produces what the vendor would send; the tests cross-check them
+against the vendors' own packages (test deliveries are signed with those packages,
+see ``ps_hub_fakes.signing``).
 """
 
 import base64
@@ -41,11 +43,24 @@ def _header(headers: Mapping[str, str], name: str) -> str:
     return value.strip()
 
 
+# int() alone would take "+1_700_000_000", Arabic-Indic digits or 400 digits (which then
+# overflow a float): a timestamp is 1 to 15 ASCII digits (milliseconds until year 33658).
+_TIMESTAMP_RE = re.compile(r"[0-9]{1,15}")
+
+
 def _timestamp(raw: str) -> int:
-    try:
-        return int(raw)
-    except ValueError:
-        raise SignatureError("malformed timestamp") from None
+    if not _TIMESTAMP_RE.fullmatch(raw):
+        raise SignatureError("malformed timestamp")
+    return int(raw)
+
+
+def _same(expected: str, given: str) -> bool:
+    """Constant-time comparison that takes any header text.
+
+    hmac.compare_digest raises TypeError on non-ASCII str; an expected signature is
+    always ASCII, so a non-ASCII candidate simply does not match.
+    """
+    return given.isascii() and hmac.compare_digest(expected, given)
 
 
 def _check_fresh(timestamp: float, now: float, tolerance: int) -> None:
@@ -76,18 +91,23 @@ def sign_hubspot_v3(secret: str, method: str, uri: str, body: bytes, timestamp_m
 
 
 def verify_hubspot_v3(
-    secrets: Iterable[str | None], method: str, uri: str, body: bytes,
+    secrets: Iterable[str | None], method: str, uri: str | Iterable[str], body: bytes,
     headers: Mapping[str, str], now: float | None = None, tolerance: int = TOLERANCE,
 ) -> None:
-    """Check X-HubSpot-Signature-v3 and X-HubSpot-Request-Timestamp (milliseconds)."""
+    """Check X-HubSpot-Signature-v3 and X-HubSpot-Request-Timestamp (milliseconds).
+
+    ``uri`` is the URL HubSpot was given, or several candidates (the public URL of the
+    webhook, the one the server reconstructed): any of them may match.
+    """
     signature = _header(headers, "X-HubSpot-Signature-v3")
     raw_ts = _header(headers, "X-HubSpot-Request-Timestamp")
     timestamp_ms = _timestamp(raw_ts)
     _check_fresh(timestamp_ms / 1000, time.time() if now is None else now, tolerance)
+    uris = [uri] if isinstance(uri, str) else list(dict.fromkeys(uri))
     for secret in _secrets(secrets):
-        expected = sign_hubspot_v3(secret, method, uri, body, timestamp_ms)
-        if hmac.compare_digest(expected.encode(), signature.encode()):
-            return
+        for candidate in uris:
+            if _same(sign_hubspot_v3(secret, method, candidate, body, timestamp_ms), signature):
+                return
     raise SignatureError("signature mismatch")
 
 
@@ -118,7 +138,7 @@ def verify_stripe(
     _check_fresh(ts, time.time() if now is None else now, tolerance)
     for secret in _secrets(secrets):
         expected = _hmac(secret.encode(), f"{ts}.".encode() + body).hex()
-        if any(hmac.compare_digest(expected, c) for c in candidates):
+        if any(_same(expected, c) for c in candidates):
             return
     raise SignatureError("signature mismatch")
 
@@ -140,7 +160,7 @@ def verify_bamboohr(
     ts = _timestamp(raw_ts)
     _check_fresh(ts, time.time() if now is None else now, tolerance)
     for secret in _secrets(secrets):
-        if hmac.compare_digest(sign_bamboohr(secret, body, ts), signature):
+        if _same(sign_bamboohr(secret, body, ts), signature):
             return
     raise SignatureError("signature mismatch")
 
@@ -158,7 +178,9 @@ def _standard_key(secret: str) -> bytes:
 
 def sign_standard(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     """One ``v1,<base64>`` entry of webhook-signature."""
-    digest = _hmac(_standard_key(secret), f"{msg_id}.{timestamp}.".encode() + body)
+    # surrogatepass: a header never holds surrogates, a caller's str might; no crash either way
+    signed = f"{msg_id}.{timestamp}.".encode("utf-8", "surrogatepass") + body
+    digest = _hmac(_standard_key(secret), signed)
     return "v1," + base64.b64encode(digest).decode()
 
 
@@ -176,6 +198,6 @@ def verify_standard(
         expected = sign_standard(secret, msg_id, ts, body).split(",", 1)[1]
         for entry in passed:
             version, _, sig = entry.partition(",")
-            if version == "v1" and hmac.compare_digest(expected, sig):
+            if version == "v1" and _same(expected, sig):
                 return
     raise SignatureError("signature mismatch")

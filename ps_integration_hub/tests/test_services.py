@@ -1,3 +1,5 @@
+import hashlib
+import json
 import random
 
 from odoo.tests import BaseCase, tagged
@@ -62,3 +64,122 @@ class TestServices(BaseCase):
         first, again = parsers.parse_bamboohr(body).events[0], parsers.parse_bamboohr(body).events[0]
         self.assertEqual(first.idempotency_key, again.idempotency_key, "a redelivery has the same key")
         self.assertEqual(first.ordering_key, "employee:1207")
+
+    def test_hubspot_key_includes_the_portal(self):
+        """HubSpot documents eventId as not guaranteed unique: the key is <portalId>:<eventId>."""
+        body = json.dumps([
+            {"eventId": 7, "portalId": 111, "subscriptionType": "deal.creation", "objectId": 5},
+            {"eventId": 7, "portalId": 222, "subscriptionType": "deal.creation", "objectId": 5},
+            {"eventId": 8, "subscriptionType": "deal.creation", "objectId": 5},
+        ]).encode()
+        events = parsers.parse_hubspot(body).events
+        self.assertEqual([e.idempotency_key for e in events], ["111:7", "222:7", "8"])
+        self.assertEqual([e.portal_id for e in events], ["111", "222", None])
+        fixture = parsers.parse_hubspot(load_fixture("hubspot/webhook_deal_closedwon.json").encode())
+        self.assertEqual([e.idempotency_key for e in fixture.events], ["8765432:3817561001", "8765432:3817561002"])
+
+    def test_raw_text_is_lossless_and_storable(self):
+        rng = random.Random(11)
+        bodies = [b"", b"plain text", "caf\u00e9 \u2603".encode(), b"nul\x00inside", b"\xff\xfe\x00\x80",
+                  parsers.RAW_BASE64_MARKER.encode() + b"looks encoded", bytes(range(256)),
+                  b"\xed\xa0\x80 encoded surrogate"]
+        bodies += [bytes(rng.randrange(256) for _ in range(rng.randrange(1, 200))) for _ in range(200)]
+        for body in bodies:
+            raw = parsers.raw_text(body)
+            self.assertNotIn("\x00", raw)
+            raw.encode("utf-8")  # no surrogate either: PostgreSQL text takes it
+            self.assertEqual(parsers.raw_bytes(raw), body)
+        self.assertEqual(parsers.raw_text(b'{"a": 1}'), '{"a": 1}', "text stays readable as is")
+        self.assertTrue(parsers.raw_text(b"a\x00").startswith(parsers.RAW_BASE64_MARKER))
+
+    def test_hostile_bodies_parse_into_storable_events(self):
+        """No parser raises on what an authentic sender may still send, and what it returns
+        can be stored as is: the bodies that got a 500 before, and their cousins."""
+        deep = b"[" * 100_000 + b"]" * 100_000
+        hubspot_event = {"eventId": 1, "portalId": 9, "subscriptionType": "deal.creation", "objectId": 5,
+                         "occurredAt": 1763632800000}
+
+        def hs(**changes):
+            return json.dumps([{**hubspot_event, **changes}]).encode()
+
+        cases = [
+            ("hubspot", b"\x00\x9f random \x00 bytes \xff", "malformed"),
+            ("hubspot", deep, "malformed"),
+            ("hubspot", b'{"a": ' * 70 + b"1" + b"}" * 70, "malformed"),
+            ("hubspot", hs(subscriptionType=42), "malformed"),
+            ("hubspot", hs(subscriptionType=["deal"]), "malformed"),
+            ("hubspot", hs(eventId={"id": 1}), "malformed"),
+            ("hubspot", hs(eventId="x" * 5000), "malformed"),
+            ("hubspot", hs(objectId="a\x00b"), "malformed"),
+            ("hubspot", hs(portalId=[1]), "malformed"),
+            ("hubspot", b'[{"eventId": 1, "subscriptionType": "deal.creation", "v": NaN}]', "malformed"),
+            ("hubspot", b'[{"eventId": 1, "subscriptionType": "deal.creation", "v": Infinity}]', "malformed"),
+            ("hubspot", b'[{"eventId": 1, "subscriptionType": "deal.creation", "v": 1e400}]', "malformed"),
+            ("hubspot", b'[{"eventId": 1, "subscriptionType": "deal.creation", "v": "a\\u0000b"}]', "malformed"),
+            ("hubspot", b'[{"eventId": 1, "subscriptionType": "deal.creation", "v\\u0000": 1}]', "malformed"),
+            ("hubspot", b'[{"eventId": 1, "subscriptionType": "deal.creation", "v": "\\ud800"}]', "malformed"),
+            ("hubspot", b'[{"eventId": 1, "subscriptionType": "deal.creation", "v": ' + b"9" * 5000 + b"}]",
+             "malformed"),
+            ("hubspot", hs(occurredAt=1e20), "deal.creation"),
+            ("hubspot", hs(occurredAt=-1e20), "deal.creation"),
+            ("hubspot", hs(occurredAt="soon"), "deal.creation"),
+            ("hubspot", hs(v="\ud83d\ude00 paired surrogates are fine"), "deal.creation"),
+            ("stripe", b'{"id": "evt_1", "type": "invoice.paid", "data": [1, 2]}', "malformed"),
+            ("stripe", b'{"id": "evt_1", "type": "invoice.paid", "data": {"object": [1]}}', "invoice.paid"),
+            ("stripe", b'{"id": 5, "type": {"t": 1}}', "malformed"),
+            ("stripe", b'{"id": "evt_1", "type": "invoice.paid", "created": 1e20}', "invoice.paid"),
+            ("stripe", b'{"id": "evt_1", "type": "x", "data": {"object": {"id": {"a": 1}}}}', "x"),
+            ("bamboohr", b'{"type": 3, "data": {}}', "malformed"),
+            ("bamboohr", b'{"type": "employee.updated", "data": {"employeeId": [1]}}', "malformed"),
+            ("bamboohr", b'{"type": "employee.updated", "data": []}', "malformed"),
+            ("standard", b'{"type": 3}', "malformed"),
+            ("standard", b'{"type": "a", "data": {"id": {"x": 1}}}', "malformed"),
+            ("standard", b'[1, NaN]', "malformed"),
+            ("standard", b'"just a string"', "message"),
+            ("salesforce", b"<a>\x00</a>", "malformed"),
+            ("salesforce", b"<a>" * 300 + b"</a>" * 300, "malformed"),
+        ]
+        kept_whole = 0
+        for system, body, expected_type in cases:
+            with self.subTest(system=system, body=body[:60]):
+                headers = {"webhook-id": "msg_1", "webhook-timestamp": "99" * 200} if system == "standard" else {}
+                events = parsers.PARSERS[system](body, headers).events  # not the safety net
+                self.assertEqual(events[0].event_type, expected_type)
+                for event in events:
+                    self.assert_storable(event)
+                whole_body = events[0].idempotency_key == "sha256:" + hashlib.sha256(body).hexdigest()
+                if events[0].parse_error and (whole_body or system == "standard"):
+                    self.assertEqual(parsers.raw_bytes(events[0].raw), body, "kept losslessly")
+                    kept_whole += 1
+        self.assertGreaterEqual(kept_whole, 10)
+        hostile_id = parsers.parse_standard(b"{}", {"webhook-id": "a\x00" * 300}).events[0]
+        self.assert_storable(hostile_id)
+        self.assertEqual(hostile_id.idempotency_key,
+                         parsers.parse_standard(b"[]", {"webhook-id": "a\x00" * 300}).events[0].idempotency_key)
+
+    def assert_storable(self, event):
+        for value in (event.event_type, event.idempotency_key, event.external_id, event.ordering_key):
+            if value is not None:
+                self.assertIsInstance(value, str)
+                self.assertTrue(value.isprintable() and len(value) <= 600, value[:80])
+        self.assertTrue(event.event_type)
+        self.assertTrue(event.idempotency_key)
+        if event.payload is not None:
+            self.assertIsNone(parsers._jsonb_problem(event.payload, json.dumps(event.payload)))
+            json.dumps(event.payload, allow_nan=False)
+        if event.raw is not None:
+            self.assertNotIn("\x00", event.raw)
+            event.raw.encode("utf-8")
+        if event.occurred_at is not None:
+            self.assertTrue(1 <= event.occurred_at.year <= 9999)
+
+    def test_parse_delivery_keeps_the_body_when_a_parser_fails(self):
+        from unittest.mock import patch  # noqa: PLC0415
+
+        def broken(body, headers=None):
+            raise RuntimeError("bug")
+        with patch.dict(parsers.PARSERS, {"stripe": broken}), self.assertLogs(parsers.__name__, "ERROR"):
+            delivery = parsers.parse_delivery("stripe", b"\x00body")
+        event = delivery.events[0]
+        self.assertEqual((event.event_type, event.parse_error), ("malformed", "parser failure: RuntimeError"))
+        self.assertEqual(parsers.raw_bytes(event.raw), b"\x00body")

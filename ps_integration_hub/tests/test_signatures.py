@@ -5,16 +5,29 @@ import time
 from datetime import UTC, datetime
 
 import stripe
+from freezegun import freeze_time
 from hubspot.utils.signature import Signature
 from standardwebhooks.webhooks import Webhook
 
 from odoo.tests import BaseCase, tagged
 
 from ps_hub_fakes import load_json
+from ps_hub_fakes.signing import bamboohr_headers, hubspot_headers
 
 from ..services import signatures as sig
 
 BODY = b'[{"eventId": 1, "subscriptionType": "deal.propertyChange", "objectId": 42}]'
+
+# BambooHR documents X-BambooHR-Signature as hex(HMAC-SHA256(private key, body + timestamp))
+# with the timestamp in X-BambooHR-Timestamp. Worked out once by hand from these inputs
+# (`printf '%s' "<body>1700000000" | openssl dgst -sha256 -hmac bamboo-private-key`),
+# apart from both the product's signer and ps_hub_fakes.signing.
+BAMBOO_VECTOR = {
+    "secret": "bamboo-private-key",
+    "body": b'{"type": "employee.updated", "data": {"employeeId": "1207"}}',
+    "timestamp": 1700000000,
+    "signature": "50f71d7cd497a25436c8f97f00cdae1304c7578d6fd1549df1caf8f4ea612095",
+}
 
 
 @tagged("post_install", "-at_install")
@@ -97,3 +110,67 @@ class TestSignatures(BaseCase):
             sig.verify_bamboohr(["key"], body + b"x", headers)
         with self.assertRaisesRegex(sig.SignatureError, "no signing secret"):
             sig.verify_bamboohr([None, ""], body, headers)
+
+    def test_bamboohr_fixed_vector_and_stale_timestamp(self):
+        v = BAMBOO_VECTOR
+        headers = {"X-BambooHR-Signature": v["signature"], "X-BambooHR-Timestamp": str(v["timestamp"])}
+        self.assertEqual(sig.sign_bamboohr(v["secret"], v["body"], v["timestamp"]), v["signature"])
+        self.assertEqual(bamboohr_headers(v["secret"], v["body"], v["timestamp"]), headers)
+        upper = dict(headers, **{"X-BambooHR-Signature": v["signature"].upper()})
+        with freeze_time(datetime.fromtimestamp(v["timestamp"] + 299, UTC)):
+            sig.verify_bamboohr([v["secret"]], v["body"], headers)
+            sig.verify_bamboohr([v["secret"]], v["body"], upper)  # hex in either case
+            with self.assertRaisesRegex(sig.SignatureError, "mismatch"):
+                sig.verify_bamboohr([v["secret"]], v["body"] + b" ", headers)
+        with freeze_time(datetime.fromtimestamp(v["timestamp"] + 301, UTC)), \
+                self.assertRaisesRegex(sig.SignatureError, "too old"):
+            sig.verify_bamboohr([v["secret"]], v["body"], headers)
+        with freeze_time(datetime.fromtimestamp(v["timestamp"] - 301, UTC)), \
+                self.assertRaisesRegex(sig.SignatureError, "future"):
+            sig.verify_bamboohr([v["secret"]], v["body"], headers)
+
+    def test_hostile_headers_raise_only_signature_error(self):
+        """Non-ASCII signatures and absurd timestamps are a 401, not a TypeError/OverflowError."""
+        now = int(time.time())
+        huge = "9" * 400
+        std_sig = sig.sign_standard("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "m1", now, BODY)
+        cases = {
+            "stripe non-ascii": lambda: sig.verify_stripe(
+                ["whsec_abc"], BODY, {"Stripe-Signature": f"t={now},v1=\u00e9\u00e9"}),
+            "stripe 400 digits": lambda: sig.verify_stripe(
+                ["whsec_abc"], BODY, {"Stripe-Signature": f"t={huge},v1=00"}),
+            "standard non-ascii": lambda: sig.verify_standard(
+                ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"], BODY,
+                {"webhook-id": "m1", "webhook-timestamp": str(now), "webhook-signature": "v1,\u00ff\u00fe"}),
+            "standard 400 digits": lambda: sig.verify_standard(
+                ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"], BODY,
+                {"webhook-id": "m1", "webhook-timestamp": huge, "webhook-signature": std_sig}),
+            "bamboohr non-ascii": lambda: sig.verify_bamboohr(
+                ["key"], BODY, {"X-BambooHR-Signature": "\u00c9" * 64, "X-BambooHR-Timestamp": str(now)}),
+            "bamboohr 400 digits": lambda: sig.verify_bamboohr(
+                ["key"], BODY, {"X-BambooHR-Signature": "00", "X-BambooHR-Timestamp": huge}),
+            "hubspot non-ascii": lambda: sig.verify_hubspot_v3(
+                ["secret"], "POST", "https://x/y", BODY,
+                {"X-HubSpot-Signature-v3": "\u00e9", "X-HubSpot-Request-Timestamp": str(now * 1000)}),
+            "hubspot 400 digits": lambda: sig.verify_hubspot_v3(
+                ["secret"], "POST", "https://x/y", BODY,
+                {"X-HubSpot-Signature-v3": "x", "X-HubSpot-Request-Timestamp": huge}),
+            # int() would accept these; a vendor never sends them
+            "underscored timestamp": lambda: sig.verify_bamboohr(
+                ["key"], BODY, {"X-BambooHR-Signature": "00", "X-BambooHR-Timestamp": f"{now:_}"}),
+            "arabic-indic digits": lambda: sig.verify_bamboohr(
+                ["key"], BODY, {"X-BambooHR-Signature": "00", "X-BambooHR-Timestamp": "\u0661\u0662"}),
+        }
+        for label, call in cases.items():
+            with self.subTest(label), self.assertRaises(sig.SignatureError):
+                call()
+
+    def test_hubspot_v3_any_of_several_urls(self):
+        body = BODY.decode()
+        public = "https://public.example/ps_hub/in/tok"
+        headers = hubspot_headers("secret", public, BODY)
+        sig.verify_hubspot_v3(["secret"], "POST", ["http://10.0.0.5:8069/ps_hub/in/tok", public], BODY, headers)
+        with self.assertRaisesRegex(sig.SignatureError, "mismatch"):
+            sig.verify_hubspot_v3(["secret"], "POST", ["https://other.example/ps_hub/in/tok"], BODY, headers)
+        self.assertTrue(Signature.is_valid(headers["X-HubSpot-Signature-v3"], "secret", body, public, "POST",
+                                           "v3", headers["X-HubSpot-Request-Timestamp"]))

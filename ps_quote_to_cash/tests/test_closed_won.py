@@ -288,7 +288,7 @@ class TestClosedWonOverHttp(Q2CMixin, HttpCase):
         response = self.url_open(url, data=body, headers=headers, method="POST")
         self.assertEqual(response.json(), {"accepted": 2, "duplicates": 0})
         self.process()
-        event = self.env["ps.hub.event"].search([("idempotency_key", "=", "3817561001")])
+        event = self.env["ps.hub.event"].search([("idempotency_key", "=", "8765432:3817561001")])
         order = event._hub_record()
         self.assertEqual(order.state, "sale")
         self.assertTrue(order.project_ids)
