@@ -1,2 +1,3 @@
 from . import ps_hub_event
+from . import ps_q2c_customer_lock
 from . import ps_q2c_engagement

@@ -1,1 +1,4 @@
 from . import test_closed_won
+from . import test_deal_integrity
+from . import test_customer_matching
+from . import test_services
