@@ -130,7 +130,7 @@ class TestPricelistsAndCurrency(DealCase):
     def test_partner_pricelist_discount_never_applies_on_crm_prices(self):
         self.env.ref("base.user_root").group_ids |= self.env.ref("sale.group_discount_per_so_line")
         pricelist = self.env["product.pricelist"].create({
-            "name": "Loyal customers -10%", "currency_id": self.env.ref("base.EUR").id,
+            "name": "Loyal customers -10%", "currency_id": self.env.ref("base.EUR").id, "company_id": False,
             "item_ids": [(0, 0, {"applied_on": "3_global", "compute_price": "percentage", "percent_price": 10})],
         })
         partner = self.env["res.partner"].create({"name": "Northwind", "is_company": True, "vat": "GB123456782"})
@@ -148,7 +148,7 @@ class TestPricelistsAndCurrency(DealCase):
     def test_deal_without_currency_is_in_the_company_currency(self):
         """Not in the currency of the partner's pricelist: the company's, on an explicit pricelist."""
         usd_pricelist = self.env["product.pricelist"].create({
-            "name": "US customers", "currency_id": self.env.ref("base.USD").id})
+            "name": "US customers", "currency_id": self.env.ref("base.USD").id, "company_id": False})
         partner = self.env["res.partner"].create({"name": "Northwind", "is_company": True, "vat": "GB123456782"})
         partner.with_company(self.europe).property_product_pricelist = usd_pricelist
         self.fake_hubspot.deals["19077001"]["properties"]["deal_currency_code"] = ""
