@@ -164,3 +164,10 @@ class TestFreeMailDomains(DealCase):
         self.fake_hubspot.add_company(8404, "Firm Ltd", domain="firm.example")
         self.fake_hubspot.add_deal("4404", "8404", None, LINES)
         self.assertEqual(self.close("4404")._hub_record().partner_id, firm)
+
+    def test_company_website_in_any_form_matches(self):
+        firm = self.env["res.partner"].create({"name": "Firm", "is_company": True,
+                                               "website": "HTTP://www.Firm2.example:8080/contact"})
+        self.fake_hubspot.add_company(8405, "Firm Two Ltd", domain="firm2.example")
+        self.fake_hubspot.add_deal("4405", "8405", None, LINES)
+        self.assertEqual(self.close("4405")._hub_record().partner_id, firm)

@@ -166,7 +166,8 @@ class TestVendorDecides(DealCase):
     def test_salesforce_message_claiming_won_is_checked_over_rest(self):
         sf = self.fake_salesforce
         sf.opportunities["0065e00000GhIjKAAV"].update(IsWon=False, IsClosed=False, StageName="Negotiation/Review")
-        event, _dup = self.enqueue(self.salesforce, load_fixture("salesforce/outbound_message_opportunity.xml").encode())
+        event, _dup = self.enqueue(self.salesforce,
+            load_fixture("salesforce/outbound_message_opportunity.xml").encode())
         self.process()
         self.assertEqual((event.state, event.reason), ("ignored", "not_applicable"))
         self.assertIn("not won in Salesforce", event.ignore_reason)
