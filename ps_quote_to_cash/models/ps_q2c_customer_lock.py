@@ -1,4 +1,5 @@
-from odoo import fields, models
+from odoo import api, fields, models
+from odoo.tools import SQL
 
 
 class PsQ2cCustomerLock(models.Model):
@@ -19,3 +20,13 @@ class PsQ2cCustomerLock(models.Model):
     locked_at = fields.Datetime(readonly=True)
 
     _key_unique = models.UniqueIndex("(key)")
+
+    @api.autovacuum
+    def _gc_customer_locks(self):
+        """Delete the rows of customers matched over a day ago.
+
+        A row only serializes the transactions running while it is written; a worker that
+        finds it gone writes it again, and the serialization holds the same.
+        """
+        self.env.cr.execute(SQL(
+            "DELETE FROM ps_q2c_customer_lock WHERE locked_at < now() AT TIME ZONE 'UTC' - interval '1 day'"))

@@ -12,6 +12,7 @@ from odoo.addons.ps_integration_hub.services.errors import BusinessError, HubErr
 from ..services.engagement import domain_of, is_free_mail, line_net_total, normalize_vat, order_line_prices
 
 FREE_MAIL_PARAM = "ps_quote_to_cash.free_mail_domains"
+LOCK_TIMEOUT_MS = 5000
 # the identity row another worker holds, or changed after this transaction's snapshot
 _BUSY_ERRORS = (psycopg2.errors.SerializationFailure, psycopg2.errors.DeadlockDetected,
                 psycopg2.errors.LockNotAvailable)
@@ -290,9 +291,13 @@ class PsQ2cEngagement(models.AbstractModel):
             rows.update(f"{kind}:{value}" for kind, value in (("vat", vat), ("domain", domain)) if value)
         try:
             with self.env.cr.savepoint(flush=False):
+                # waiting for the other worker's commit is bounded: its batch may run long
                 self.env.cr.execute(SQL(
+                    "SET LOCAL lock_timeout = %s; "
                     "INSERT INTO ps_q2c_customer_lock (key, locked_at) VALUES %s "
-                    "ON CONFLICT (key) DO UPDATE SET locked_at = EXCLUDED.locked_at",
+                    "ON CONFLICT (key) DO UPDATE SET locked_at = EXCLUDED.locked_at; "
+                    "SET LOCAL lock_timeout TO DEFAULT",
+                    LOCK_TIMEOUT_MS,
                     SQL(", ").join(SQL("(%s, now() AT TIME ZONE 'UTC')", key) for key in sorted(rows))))
         except _BUSY_ERRORS:
             names = ", ".join(sorted({c.name for c in customers}))

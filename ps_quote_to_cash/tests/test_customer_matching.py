@@ -1,7 +1,15 @@
 """One customer, many CRM records; company webhooks matched like deals; free mail domains."""
 
-from odoo.tests import TransactionCase, tagged
+from unittest.mock import patch
 
+from odoo import api
+from odoo.tests import TransactionCase, tagged
+from odoo.tools import mute_logger
+
+from odoo.addons.ps_integration_hub.services.errors import TransientError
+
+from ..models import ps_q2c_engagement as engagement_model
+from ..services.engagement import Customer
 from .common import Q2CMixin
 from .test_deal_integrity import DealCase
 
@@ -68,6 +76,51 @@ class TestOneCustomerManyCrmRecords(DealCase):
         self.assertEqual(event.state, "done", event.last_error)
         self.assertEqual(self.env["ps.hub.binding"]._hub_lookup(self.hubspot, "company", "8301"),
                          event._hub_record().partner_id)
+
+
+@tagged("post_install", "-at_install")
+class TestCustomerLock(TransactionCase):
+    """Two workers on their own cursors and snapshots (committed rows, cleaned up after)."""
+
+    KEY = "vat:ZZ990001TEST"
+
+    def setUp(self):
+        super().setUp()
+        self.addCleanup(self.cleanup)
+
+    def cleanup(self):
+        with self.registry.cursor() as cr:
+            cr.execute("DELETE FROM ps_q2c_customer_lock WHERE key = %s", [self.KEY])
+
+    def lock(self, env):
+        connector = env["ps.hub.connector"].browse()
+        customer = Customer(external_model="company", external_id="990001", name="Racy Ltd", vat="ZZ990001TEST")
+        env["ps.q2c.engagement"]._q2c_lock_customers(connector, [customer], {"990001": ("ZZ990001TEST", None)})
+
+    def test_identity_held_or_committed_by_another_worker_is_busy(self):
+        with self.registry.cursor() as cr_a, self.registry.cursor() as cr_b:
+            env_a = api.Environment(cr_a, api.SUPERUSER_ID, {})
+            env_b = api.Environment(cr_b, api.SUPERUSER_ID, {})
+            cr_a.execute("SELECT 1")  # worker A's snapshot starts here
+            self.lock(env_b)  # B matches or creates the customer, not committed yet
+            with patch.object(engagement_model, "LOCK_TIMEOUT_MS", 200), \
+                    self.assertRaises(TransientError) as held, mute_logger("odoo.sql_db"):
+                self.lock(env_a)
+            self.assertEqual(held.exception.reason, "customer_busy")
+            cr_b.commit()
+            # B's customer is committed, but invisible to A's snapshot: busy again, never a second one
+            with self.assertRaises(TransientError), mute_logger("odoo.sql_db"):
+                self.lock(env_a)
+            cr_a.rollback()
+            self.lock(env_a)  # a fresh transaction (the retry) passes, and finds B's customer
+
+    def test_old_rows_are_collected(self):
+        Lock = self.env["ps.q2c.customer.lock"]
+        self.env.cr.execute("INSERT INTO ps_q2c_customer_lock (key, locked_at) VALUES "
+                            "('vat:OLD1', now() AT TIME ZONE 'UTC' - interval '2 days'), "
+                            "('vat:NEW1', now() AT TIME ZONE 'UTC')")
+        Lock._gc_customer_locks()
+        self.assertEqual(Lock.search([("key", "in", ["vat:OLD1", "vat:NEW1"])]).mapped("key"), ["vat:NEW1"])
 
 
 @tagged("post_install", "-at_install")
