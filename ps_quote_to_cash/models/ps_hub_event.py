@@ -197,7 +197,9 @@ class PsHubEvent(models.Model):
             ).json()
             companies = {str(c["id"]): c for c in answer.get("results", [])}
             customers = [hubspot.customer(companies[i]) for i in ids if i in companies]
-            resolved = self.env["ps.q2c.engagement"]._q2c_customers(connector, connector.company_id, customers)
+            created = set()
+            resolved = self.env["ps.q2c.engagement"]._q2c_customers(
+                connector, connector.company_id, customers, created=created)
         except HubError as exc:
             return {event.id: exc for event, _c, _v in unbound}
         except (KeyError, TypeError, AttributeError) as exc:
@@ -210,7 +212,9 @@ class PsHubEvent(models.Model):
             if company_id not in companies:
                 partner = IgnoreEvent(f"HubSpot company {company_id} no longer exists (deleted or merged): "
                                       "nothing to synchronise")
-            elif not isinstance(partner, Exception) and any(partner[k] != v for k, v in values.items()):
+            elif (not isinstance(partner, Exception) and company_id not in created
+                  and any(partner[k] != v for k, v in values.items())):
+                # a customer created from the read has HubSpot's current values already
                 partner.write(values)
             results[event.id] = partner
         return results
