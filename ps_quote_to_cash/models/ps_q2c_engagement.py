@@ -55,9 +55,12 @@ class PsQ2cEngagement(models.AbstractModel):
             created = service.env["sale.order"].with_company(company).create([values for _e, values in group])
             by_event.update(zip([event.id for event, _v in group], created, strict=True))
         orders = service.env["sale.order"].browse([by_event[event.id].id for event, *_rest in prepared])
+        for event, _engagement, _company, values, _total in prepared:
+            self._q2c_keep_crm_prices(by_event[event.id], values)
+        orders.action_confirm()
+        orders.flush_recordset(["currency_id", "amount_untaxed"])  # computed for all orders at once
         for event, engagement, _company, values, total in prepared:
             self._q2c_check_order(by_event[event.id], engagement, values, total)
-        orders.action_confirm()
         self._q2c_bind([
             (event.connector_id, engagement.deal_model, engagement.deal_id, by_event[event.id])
             for event, engagement, *_rest in prepared
@@ -65,17 +68,19 @@ class PsQ2cEngagement(models.AbstractModel):
         results.update(by_event)
         return results
 
-    def _q2c_check_order(self, order, engagement, values, total):
-        """The order Odoo computed is the deal: same currency, prices, discounts and total.
-
-        A failure here is raised after the orders of the batch were created: the batch is
-        rolled back and its deals handled one by one, so only this deal becomes an exception.
-        """
-        # the CRM's prices and discounts stand: no pricelist rule applies on top of them
+    def _q2c_keep_crm_prices(self, order, values):
+        """The CRM's prices and discounts stand: no pricelist rule applies on top of them."""
         for line, command in zip(order.order_line, values["order_line"], strict=True):
             wanted = {name: command[2][name] for name in ("price_unit", "discount")}
             if any(line[name] != value for name, value in wanted.items()):
                 line.write(wanted)
+
+    def _q2c_check_order(self, order, engagement, values, total):
+        """The order Odoo computed is the deal: same currency and total.
+
+        A failure here is raised after the orders of the batch were made: the batch is
+        rolled back and its deals handled one by one, so only this deal becomes an exception.
+        """
         currency = order.currency_id
         if currency.id != values["currency_id"]:
             raise BusinessError(

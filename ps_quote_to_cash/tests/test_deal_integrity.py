@@ -66,6 +66,19 @@ class TestAmounts(DealCase):
         self.assertIn("EUR 100.01", off.last_error)
         self.assertIn("EUR 99.99", off.last_error)
 
+    def test_order_odoo_computes_differently_is_an_exception(self):
+        """A tax included in a product's price would make the order less than the deal: caught."""
+        group = self.env["account.tax.group"].create({"name": "VAT", "company_id": self.europe.id})
+        tax = self.env["account.tax"].create({
+            "name": "VAT 20 % included", "amount": 20, "amount_type": "percent", "type_tax_use": "sale",
+            "price_include_override": "tax_included", "company_id": self.europe.id, "tax_group_id": group.id,
+            "country_id": self.env.ref("base.uk").id})
+        self.products.filtered(lambda p: p.default_code == "PS-RETAINER").taxes_id = tax
+        won = self.close("19077001")
+        self.assertEqual((won.state, won.reason), ("exception", "amount_mismatch"))
+        self.assertIn("EUR 97,000.00 untaxed, not the deal's EUR 98,400.00", won.last_error)
+        self.nothing_made_for("Northwind Legal LLP", "deal", "19077001")
+
     def test_blank_price_is_an_exception_not_zero(self):
         fake = self.fake_hubspot
         fake.add_company(8105, "Blank Price Ltd")
