@@ -323,11 +323,18 @@ class Bench:
         return out
 
     def workload(self, kind: str, n: int) -> list[int]:
-        """Fresh object ids for ``n`` events of ``kind``; deals are added to the fake HubSpot."""
+        """Fresh object ids for ``n`` events of ``kind``, added to the fake HubSpot (deals, or companies:
+        a company event of an unbound company reads it from HubSpot to match it)."""
         object_ids = self.block(n)
         if kind == "deal":
             self.add_deals(object_ids)
+        else:
+            self.add_companies(object_ids)
         return object_ids
+
+    def add_companies(self, company_ids: list[int]) -> None:
+        for company_id in company_ids:
+            self.fake.add_company(str(company_id), f"Bench company {company_id}")
 
     @staticmethod
     def wait_final(m0: float, poll: Callable[[], tuple[bool, tuple]]) -> tuple[tuple, bool]:
@@ -528,6 +535,7 @@ class Bench:
         deal_ids = self.block(n)
         light_ids = self.block(n)
         self.add_deals(deal_ids)
+        self.add_companies(light_ids)
         script = (f"FAKE_URL = {self.fake.base_url!r}\nTAG = {str(self.base)!r}\nEVENT_BASE = {deal_ids[0]}\n"
                   f"DEAL_IDS = {deal_ids!r}\nLIGHT_IDS = {light_ids!r}\n" + OVERHEAD)
         log(f"overhead: one odoo shell process, {n} deal events then {n} light events")

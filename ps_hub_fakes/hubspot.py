@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import time
 from collections import deque
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from .base import Answer, FakeVendor, RecordedRequest, _hs_now, _routes
@@ -138,11 +138,14 @@ class FakeHubSpot(FakeVendor):
         """Store a deal in the fixture's shape (associations included) and return it.
 
         ``line_items`` are line-item property dicts (``name``, ``hs_sku``,
-        ``quantity``, ``price``, ``billing_model``...), each with an optional
-        ``id`` (default ``<deal_id>NNN``). Unknown companies and contacts are
-        created with ``add_company``/``add_contact``; None leaves the
-        association out. Properties default to the fixture deal's, with
-        ``amount`` the sum of quantity x price.
+        ``quantity``, ``price``, ``discount`` (off each unit),
+        ``hs_discount_percentage``, ``billing_model``...), each with an
+        optional ``id`` (default ``<deal_id>NNN``). Each line's ``amount`` is
+        calculated as HubSpot does (see ``line_amount``) unless given.
+        Unknown companies and contacts are created with
+        ``add_company``/``add_contact``; None leaves the association out.
+        Properties default to the fixture deal's, with ``amount`` the sum of
+        the lines' amounts.
         """
         deal_id = str(deal_id)
         items = []
@@ -150,7 +153,8 @@ class FakeHubSpot(FakeVendor):
         for index, spec in enumerate(line_items, start=1):
             props = dict(spec)
             item_id = str(props.pop("id", f"{deal_id}{index:03d}"))
-            total += Decimal(str(props.get("quantity", 1))) * Decimal(str(props.get("price", 0)))
+            props.setdefault("amount", self.line_amount(props))
+            total += Decimal(str(props["amount"] or 0))
             items.append(
                 {
                     "id": item_id,
@@ -199,6 +203,22 @@ class FakeHubSpot(FakeVendor):
                 self.line_items[item["id"]] = item
             self.deals[deal_id] = record
         return record
+
+    @staticmethod
+    def line_amount(props: dict[str, Any]) -> str:
+        """A line item's ``amount`` (net price) as HubSpot calculates it.
+
+        quantity x price, less ``discount`` off each unit, less
+        ``hs_discount_percentage`` of the line's total (HubSpot applies the
+        percentage to the total, not to the unit price), rounded to the cent.
+        """
+        quantity = Decimal(str(props.get("quantity", 1) or 0))
+        price = Decimal(str(props.get("price") or 0))
+        amount = quantity * (price - Decimal(str(props.get("discount") or 0)))
+        percentage = Decimal(str(props.get("hs_discount_percentage") or 0))
+        cent = Decimal("0.01")
+        amount -= (amount * percentage / 100).quantize(cent, ROUND_HALF_UP)
+        return format(amount.quantize(cent, ROUND_HALF_UP), "f")
 
     # hooks
 

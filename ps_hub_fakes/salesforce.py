@@ -10,7 +10,7 @@ import re
 import secrets
 import time
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl
@@ -80,6 +80,7 @@ class FakeSalesforce(FakeVendor):
         ("GET", _SF_DATA + r"/query/?", "_query"),
         ("PATCH", _SF_DATA + r"/sobjects/Opportunity/([^/]+)", "_patch_opportunity"),
         ("POST", _SF_DATA + r"/composite/?", "_composite"),
+        ("GET", _SF_DATA + r"/sobjects/Opportunity/([^/]+)", "_get_opportunity"),
     )
 
     def __init__(
@@ -107,7 +108,8 @@ class FakeSalesforce(FakeVendor):
                 "records"
             ]
         }
-        self.opportunities: dict[str, dict[str, Any]] = {}
+        opportunity = load_json("salesforce/opportunity_0065e00000GhIjKAAV.json")
+        self.opportunities: dict[str, dict[str, Any]] = {opportunity["Id"]: opportunity}
         self.tokens: set[str] = set()
         self.api_usage = 0
 
@@ -149,15 +151,21 @@ class FakeSalesforce(FakeVendor):
         """Store an Opportunity and its OpportunityLineItem records; return the opportunity.
 
         ``line_items`` hold OpportunityLineItem fields (``ProductCode``,
-        ``Name``, ``Quantity``, ``UnitPrice``, ``Billing_Model__c``...);
-        ``Id``, ``TotalPrice`` and ``Milestones__c`` are filled in when
-        missing. An unknown account is created with ``add_account``.
+        ``Name``, ``Quantity``, ``UnitPrice``, ``Discount`` (a percentage),
+        ``Billing_Model__c``...); ``Id``, ``Subtotal``, ``TotalPrice`` and
+        ``Milestones__c`` are filled in when missing, as Salesforce computes
+        them: Subtotal = Quantity x UnitPrice, TotalPrice = Subtotal less
+        Discount, rounded to the cent. An unknown account is created with
+        ``add_account``.
         """
         records = []
         for spec in line_items:
             item_id = spec.get("Id") or _sf_id("00k")
             quantity = float(spec.get("Quantity", 1.0))
-            unit_price = float(spec.get("UnitPrice", 0.0))
+            unit_price = spec.get("UnitPrice", 0.0)
+            discount = spec.get("Discount")
+            subtotal = Decimal(str(quantity)) * Decimal(str(unit_price or 0))
+            total = subtotal * (1 - Decimal(str(discount or 0)) / 100)
             records.append(
                 {
                     "attributes": {
@@ -166,8 +174,10 @@ class FakeSalesforce(FakeVendor):
                     },
                     "Id": item_id,
                     "Quantity": quantity,
-                    "UnitPrice": unit_price,
-                    "TotalPrice": quantity * unit_price,
+                    "UnitPrice": None if unit_price is None else float(unit_price),
+                    "Discount": discount,
+                    "Subtotal": float(subtotal.quantize(Decimal("0.01"), ROUND_HALF_UP)),
+                    "TotalPrice": float(total.quantize(Decimal("0.01"), ROUND_HALF_UP)),
                     "Milestones__c": None,
                     **{key: value for key, value in spec.items() if key != "Id"},
                 }
@@ -179,9 +189,12 @@ class FakeSalesforce(FakeVendor):
             },
             "Id": opp_id,
             "AccountId": account_id,
-            "Amount": sum(record["TotalPrice"] for record in records),
+            "Amount": float(sum(Decimal(str(record["TotalPrice"])) for record in records)),
+            "CurrencyIsoCode": "USD",
             "StageName": "Closed Won",
+            "IsClosed": True,
             "IsWon": True,
+            "Legal_Entity__c": "PS Consulting Inc.",
             **fields,
         }
         with self._lock:
@@ -317,6 +330,21 @@ class FakeSalesforce(FakeVendor):
         if account is None:
             return Answer(404, _SF_NOT_FOUND)
         return Answer(200, copy.deepcopy(account))
+
+    def _get_opportunity(self, req: RecordedRequest, opp_id: str) -> Answer:
+        """GET sobjects/Opportunity/{id}: every field, or those of ``?fields=``."""
+        opportunity = self.opportunities.get(opp_id)
+        if opportunity is None:
+            return Answer(404, _SF_NOT_FOUND)
+        record = copy.deepcopy(opportunity)
+        if req.query.get("fields"):
+            wanted = {name.strip() for name in req.query["fields"].split(",")} | {"attributes"}
+            unknown = wanted - set(record) - {"attributes"}
+            if unknown:
+                return Answer(400, [{"errorCode": "INVALID_FIELD",
+                                     "message": f"No such column '{sorted(unknown)[0]}' on entity 'Opportunity'."}])
+            record = {key: value for key, value in record.items() if key in wanted}
+        return Answer(200, record)
 
     def _query(self, req: RecordedRequest) -> Answer:
         soql = req.query.get("q", "")

@@ -8,7 +8,7 @@
     "author": "ps-hub",
     "website": "https://example.com/ps-hub",
     "depends": ["ps_integration_hub", "sale_project"],
-    "data": [],
+    "data": ["security/ir.model.access.csv"],
     "demo": ["demo/ps_quote_to_cash_demo.xml"],
     "installable": True,
 }

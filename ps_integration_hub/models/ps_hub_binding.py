@@ -26,7 +26,11 @@ class PsHubBinding(models.Model):
     last_sync = fields.Datetime(default=fields.Datetime.now)
 
     _external_unique = models.UniqueIndex("(connector_id, external_model, external_id)")
-    _record_unique = models.UniqueIndex("(connector_id, external_model, res_model, res_id)")
+    # A partner may carry several external ids of one kind: a CRM often holds one customer
+    # twice (same VAT, written differently), and both must bind to the one Odoo customer.
+    # Any other record is bound once per kind; a partner's first binding is its reference.
+    _record_unique = models.UniqueIndex(
+        "(connector_id, external_model, res_model, res_id) WHERE res_model <> 'res.partner'")
 
     @api.depends("external_model", "external_id", "res_model", "res_id")
     def _compute_display_name(self):

@@ -77,6 +77,11 @@ class PsHubEvent(models.Model):
         props = deal.get("properties") or {}
         self._hub_note_context(reference=props.get("dealname"), currency=props.get("deal_currency_code"),
                                amount=float(props["amount"]) if props.get("amount") else None)
+        # the webhook may be a retry, a replay or an edit of an old change: the deal decides
+        if hubspot.deal_stage(deal) != hubspot.CLOSED_WON:
+            raise IgnoreEvent(
+                f"deal {deal_id} is at stage {hubspot.deal_stage(deal)!r} in HubSpot now, not "
+                f"{hubspot.CLOSED_WON!r}: it is no longer won, so no order is made")
         company_ids = hubspot.association_ids(deal, "companies")
         if not company_ids:
             raise BusinessError(f"Deal {deal_id} has no associated company: associate one in HubSpot "
@@ -117,19 +122,24 @@ class PsHubEvent(models.Model):
         return result
 
     def _q2c_upsert_hubspot_companies(self):
-        """Upsert the customers of many company events: one search, one create for the new ones.
+        """Upsert the customers of many company events: one search, one read, one create.
 
-        The claim never puts two events of one company in a batch, so each customer is
-        touched once here and in arrival order across batches.
+        A bound company's customer takes the webhook's value. An unbound company is read
+        from HubSpot and matched (binding, VAT, domain) as a deal's company is; only a
+        customer found nowhere is created. The claim never puts two events of one company
+        in a batch, so each customer is touched once here and in arrival order across batches.
         """
-        results, to_create = {}, []
+        results = {}
         Binding = self.env["ps.hub.binding"]
         for connector, events in self.grouped("connector_id").items():
             company_ids = {e.id: str((e.payload or {}).get("objectId") or "") for e in events}
-            bound = {b.external_id: b for b in Binding.sudo().search([
+            bindings_sudo = Binding.sudo().search([
                 ("connector_id", "=", connector.id), ("external_model", "=", "company"),
-                ("external_id", "in", list(company_ids.values())), ("res_model", "=", "res.partner")])}
+                ("external_id", "in", list(company_ids.values())), ("res_model", "=", "res.partner")])
+            bound = {b.external_id: b for b in bindings_sudo}
             partners = self.env["res.partner"].browse([b.res_id for b in bound.values()]).exists()
+            first = self._q2c_first_bindings(connector, partners)
+            unbound = []
             for event in events:
                 payload, company_id = event.payload or {}, company_ids[event.id]
                 field = hubspot.COMPANY_FIELDS.get(payload.get("propertyName"))
@@ -146,47 +156,115 @@ class PsHubEvent(models.Model):
                     values[field] = f"https://{values[field]}"
                 binding = bound.get(company_id)
                 partner = binding and partners.filtered(lambda p, b=binding: p.id == b.res_id)
-                if partner:
+                if not partner:
+                    unbound.append((event, company_id, values))
+                elif first[partner.id] != binding:
+                    # two HubSpot companies of one customer would overwrite each other's values
+                    results[event.id] = IgnoreEvent(
+                        f"HubSpot company {company_id} is a duplicate of company {first[partner.id].external_id}, "
+                        f"both {partner.display_name} in Odoo: only company {first[partner.id].external_id} "
+                        "is synchronised. Merge the two companies in HubSpot.")
+                else:
                     if any(partner[name] != value for name, value in values.items()):
                         partner.write(values)
                     results[event.id] = partner
-                else:
-                    values.setdefault("name", f"HubSpot company {company_id}")
-                    to_create.append((event, connector, company_id, dict(values, is_company=True)))
-        if to_create:
-            created = self.env["res.partner"].create([values for *_rest, values in to_create])
-            Binding._hub_bind_many([
-                (connector, "company", company_id, partner)
-                for (_e, connector, company_id, _v), partner in zip(to_create, created, strict=True)
-            ])
-            for (event, *_rest), partner in zip(to_create, created, strict=True):
-                results[event.id] = partner
+            if unbound:
+                results.update(self._q2c_match_hubspot_companies(connector, unbound))
+        return results
+
+    def _q2c_first_bindings(self, connector, partners):
+        """{partner id: its first HubSpot company binding}: the one whose changes are synchronised."""
+        first = {}
+        if partners:
+            for binding in self.env["ps.hub.binding"].sudo().search([
+                    ("connector_id", "=", connector.id), ("external_model", "=", "company"),
+                    ("res_model", "=", "res.partner"), ("res_id", "in", partners.ids)], order="id"):
+                first.setdefault(binding.res_id, binding)
+        return first
+
+    def _q2c_match_hubspot_companies(self, connector, unbound):
+        """{event id: partner | error} of [(event, company id, values)] for companies not bound yet.
+
+        The webhook names the company only: HubSpot is read (one batch read) for what the
+        matching needs, so that a new company already known to Odoo by VAT or domain gets
+        that customer, not a placeholder beside it.
+        """
+        ids = sorted({company_id for _e, company_id, _v in unbound})
+        try:
+            answer = connector._hub_request(
+                "POST", "/crm/v3/objects/companies/batch/read",
+                json={"inputs": [{"id": i} for i in ids], "properties": hubspot.COMPANY_PROPERTIES},
+            ).json()
+            companies = {str(c["id"]): c for c in answer.get("results", [])}
+            customers = [hubspot.customer(companies[i]) for i in ids if i in companies]
+            created = set()
+            resolved = self.env["ps.q2c.engagement"]._q2c_customers(
+                connector, connector.company_id, customers, created=created)
+        except HubError as exc:
+            return {event.id: exc for event, _c, _v in unbound}
+        except (KeyError, TypeError, AttributeError) as exc:
+            error = PermanentError(f"HubSpot answered companies {ids} in an unexpected shape: {exc!r}",
+                                   reason="malformed")
+            return {event.id: error for event, _c, _v in unbound}
+        results = {}
+        for event, company_id, values in unbound:
+            partner = resolved.get(company_id)
+            if company_id not in companies:
+                partner = IgnoreEvent(f"HubSpot company {company_id} no longer exists (deleted or merged): "
+                                      "nothing to synchronise")
+            elif (not isinstance(partner, Exception) and company_id not in created
+                  and any(partner[k] != v for k, v in values.items())):
+                # a customer created from the read has HubSpot's current values already
+                partner.write(values)
+            results[event.id] = partner
         return results
 
     def _q2c_handle_salesforce_opportunity(self):
-        """Outbound message of a won Opportunity -> Account and products over REST -> order and project."""
+        """Outbound message of a won Opportunity -> the Opportunity, its Account and products over REST
+        -> order and project.
+
+        Outbound messages are unsigned: the message only says where to look. Whether the
+        Opportunity is won, its amount, currency, legal entity and PO come from the REST read.
+        """
         sobject = (self.payload or {}).get("sobject") or {}
         opp_id = sobject.get("Id")
         if not salesforce.is_closed_won(sobject):
+            # nothing is made for it, so the message alone may say so
             raise IgnoreEvent(f"opportunity {opp_id} is at stage {sobject.get('StageName')!r}, not won")
-        self._hub_note_context(
-            reference=sobject.get("Name"), currency=sobject.get("CurrencyIsoCode"),
-            amount=float(sobject["Amount"]) if sobject.get("Amount") else None,
-        )
-        existing = self._q2c_bound_order("Opportunity")
-        if existing:
-            return existing
-        account_id = sobject.get("AccountId")
-        if not account_id:
-            raise BusinessError(f"Opportunity {opp_id} has no account.", reason="missing_customer")
-        connector = self.connector_id
-        account = connector._hub_request(
-            "GET", f"{salesforce.API}/sobjects/Account/{quote(account_id)}").json()
-        self._hub_note_context(customer=account.get("Name"))
         try:
             query = salesforce.line_items_query(opp_id)
         except ValueError as exc:
             raise PermanentError(str(exc), reason="malformed") from None
+        self._hub_note_context(reference=sobject.get("Name") or f"Salesforce opportunity {opp_id}")
+        existing = self._q2c_bound_order("Opportunity")
+        if existing:
+            return existing
+        connector = self.connector_id
+        try:
+            opportunity = connector._hub_request("GET", f"{salesforce.API}/sobjects/Opportunity/{opp_id}").json()
+        except PermanentError as exc:
+            if exc.reason != "remote_not_found":
+                raise
+            raise BusinessError(
+                f"Opportunity {opp_id} no longer exists in Salesforce (deleted or merged): restore it and retry, "
+                "or ignore this event.", reason="deal_not_found") from None
+        if not salesforce.is_won(opportunity):
+            raise IgnoreEvent(
+                f"opportunity {opp_id} is not won in Salesforce (IsWon {opportunity.get('IsWon')!r}, stage "
+                f"{opportunity.get('StageName')!r}), whatever the outbound message said: no order is made")
+        self._hub_note_context(
+            reference=opportunity.get("Name"), currency=opportunity.get("CurrencyIsoCode"),
+            amount=float(opportunity["Amount"]) if isinstance(opportunity.get("Amount"), (int, float)) else None,
+        )
+        account_id = opportunity.get("AccountId")
+        if not account_id:
+            raise BusinessError(f"Opportunity {opp_id} has no account.", reason="missing_customer")
+        try:
+            salesforce.check_id(account_id)
+        except ValueError as exc:
+            raise PermanentError(str(exc), reason="malformed") from None
+        account = connector._hub_request("GET", f"{salesforce.API}/sobjects/Account/{account_id}").json()
+        self._hub_note_context(customer=account.get("Name"))
         records = []
         answer = connector._hub_request("GET", f"{salesforce.API}/query", params={"q": query}).json()
         records.extend(answer.get("records", []))
@@ -194,7 +272,7 @@ class PsHubEvent(models.Model):
             answer = connector._hub_request("GET", answer["nextRecordsUrl"]).json()
             records.extend(answer.get("records", []))
         try:
-            engagement = salesforce.engagement(sobject, account, records)
+            engagement = salesforce.engagement(opportunity, account, records)
         except (KeyError, ValueError) as exc:
             raise PermanentError(f"Opportunity {opp_id} cannot be read: {exc}", reason="malformed") from None
         return self.env["ps.q2c.engagement"]._q2c_apply(self, engagement)

@@ -1,7 +1,23 @@
 """The canonical engagement every CRM adapter produces, and its validation."""
 
+import fnmatch
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
 from urllib.parse import urlparse
+
+# Mail providers whose domain says nothing about who the customer is: a customer is never
+# matched by one of these (an administrator adds more in the system parameter
+# ps_quote_to_cash.free_mail_domains). "*" stands for any country suffix.
+FREE_MAIL_DOMAINS = (
+    "gmail.com", "googlemail.com", "outlook.*", "hotmail.*", "live.*", "msn.com", "windowslive.com",
+    "yahoo.*", "ymail.com", "rocketmail.com", "aol.com", "icloud.com", "me.com", "mac.com",
+    "gmx.*", "web.de", "t-online.de", "freenet.de", "proton.me", "protonmail.com", "protonmail.ch",
+    "pm.me", "tutanota.com", "tuta.io", "fastmail.com", "hey.com", "mail.com", "zoho.com",
+    "yandex.*", "mail.ru", "qq.com", "163.com", "126.com", "naver.com", "orange.fr", "free.fr",
+    "laposte.net", "libero.it", "seznam.cz", "wp.pl", "o2.pl",
+)
 
 
 @dataclass
@@ -30,13 +46,23 @@ class Contact:
 
 @dataclass
 class Line:
+    """A deal's line as the CRM prices it.
+
+    ``price_unit`` is the unit price before discount (None when the CRM has none: never
+    read as 0); ``discount`` a percentage and ``unit_discount`` an amount off each unit;
+    ``total`` the line's net total as the CRM computed it, when it says.
+    """
+
     external_id: str
     sku: str | None
     name: str
     quantity: float
-    price_unit: float
+    price_unit: float | None
     billing_model: str | None = None
     milestones: str | None = None
+    discount: float | None = None
+    unit_discount: float | None = None
+    total: float | None = None
 
 
 @dataclass
@@ -78,6 +104,80 @@ def normalize_vat(value: str | None) -> str | None:
 
 def to_float(value, what: str) -> float:
     try:
-        return float(value)
+        number = float(value)
     except (TypeError, ValueError):
         raise ValueError(f"{what} is not a number: {value!r}") from None
+    if not math.isfinite(number):  # NaN and infinities are valid JSON to Python, not amounts
+        raise ValueError(f"{what} is not a number: {value!r}")
+    return number
+
+
+def optional_float(value, what: str) -> float | None:
+    """A number, or None when the CRM left it blank (a blank price is not a price of 0)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return to_float(value, what)
+
+
+def is_free_mail(domain: str | None, extra: Iterable[str] = ()) -> bool:
+    """The domain belongs to a mail provider (gmail.com, gmx.de...), not to a customer."""
+    if not domain:
+        return False
+    domain = domain.lower()
+    return any(fnmatch.fnmatchcase(domain, pattern.strip().lower())
+               for pattern in (*FREE_MAIL_DOMAINS, *extra) if pattern.strip())
+
+
+def _dec(value) -> Decimal:
+    return Decimal(str(value or 0))
+
+
+def _round(value: Decimal, digits: int) -> Decimal:
+    """Odoo's float_round: half away from zero."""
+    return value.quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP)
+
+
+def line_net_total(line: Line, digits: int) -> Decimal:
+    """The line's total after discounts, rounded to the currency's ``digits``.
+
+    The CRM's own total when it gives one; otherwise quantity x price, less the amount off
+    each unit, less the percentage (applied to the line's total, as HubSpot does).
+    """
+    if line.total is not None:
+        return _round(_dec(line.total), digits)
+    quantity = _dec(line.quantity)
+    gross = quantity * (_dec(line.price_unit) - _dec(line.unit_discount))
+    if line.discount:
+        gross -= _round(gross * _dec(line.discount) / 100, digits)
+    return _round(gross, digits)
+
+
+def order_line_prices(line: Line, *, currency_digits: int, price_digits: int,
+                      discount_digits: int) -> tuple[float, float] | None:
+    """(price_unit, discount %) of an Odoo order line whose total is the CRM's net total.
+
+    The CRM's unit price with a discount percentage comes first: the order, the quotation
+    and the invoice then show the price and the discount the customer was quoted. When the
+    discount cannot be written at Odoo's precision (an amount off each unit, 15.50 of 165,
+    is 9.3939...%), the net unit price without discount. None if neither gives the total.
+    """
+    net = line_net_total(line, currency_digits)
+    quantity, price = _dec(line.quantity), _dec(line.price_unit)
+    gross = quantity * price
+
+    def total(unit: Decimal, discount: Decimal) -> Decimal:
+        return _round(quantity * unit * (1 - discount / 100), currency_digits)
+
+    candidates = []
+    if _round(gross, currency_digits) == net:
+        candidates.append((price, Decimal(0)))
+    if gross:
+        if line.discount:
+            candidates.append((price, _round(_dec(line.discount), discount_digits)))
+        candidates.append((price, _round((1 - net / gross) * 100, discount_digits)))
+    if quantity:
+        candidates.append((_round(net / quantity, price_digits), Decimal(0)))
+    for unit, discount in candidates:
+        if _round(unit, price_digits) == unit and total(unit, discount) == net and 0 <= discount <= 100:
+            return float(unit), float(discount)
+    return None

@@ -1,6 +1,8 @@
 """HubSpot CRM v3 objects -> canonical engagement."""
 
-from .engagement import Contact, Customer, Engagement, Line, domain_of, to_float
+from .engagement import Contact, Customer, Engagement, Line, domain_of, optional_float
+
+CLOSED_WON = "closedwon"
 
 DEAL_PROPERTIES = [
     "dealname", "dealstage", "amount", "deal_currency_code", "closedate", "po_number",
@@ -16,10 +18,14 @@ COMPANY_FIELDS = {
     "zip": "zip",
     "vat_number": "vat",
 }
+# price is the unit price; discount an amount off each unit, hs_discount_percentage a
+# percentage of the line; amount the line's net total, which HubSpot calculates from them
 LINE_PROPERTIES = [
-    "name", "hs_sku", "quantity", "price", "billing_model", "milestones",
-    "recurringbillingfrequency",
+    "name", "hs_sku", "quantity", "price", "discount", "hs_discount_percentage", "amount",
+    "billing_model", "milestones", "recurringbillingfrequency",
 ]
+# what a company webhook needs to match or create its customer
+COMPANY_PROPERTIES = ["name", "domain", "vat_number", "address", "city", "zip", "country", "phone"]
 
 
 def is_closed_won(webhook_event: dict) -> bool:
@@ -27,8 +33,13 @@ def is_closed_won(webhook_event: dict) -> bool:
     return (
         webhook_event.get("subscriptionType") == "deal.propertyChange"
         and webhook_event.get("propertyName") == "dealstage"
-        and webhook_event.get("propertyValue") == "closedwon"
+        and webhook_event.get("propertyValue") == CLOSED_WON
     )
+
+
+def deal_stage(deal: dict) -> str | None:
+    """The stage of a deal as HubSpot answered it."""
+    return (deal.get("properties") or {}).get("dealstage")
 
 
 def association_ids(deal: dict, kind: str) -> list[str]:
@@ -38,17 +49,38 @@ def association_ids(deal: dict, kind: str) -> list[str]:
     return [str(r["id"]) for r in block.get("results", []) if r.get("id")]
 
 
-def engagement(deal: dict, company: dict, contact: dict | None, line_items: list[dict]) -> Engagement:
-    """Canonical engagement of a HubSpot deal read with its associations."""
-    props = deal.get("properties") or {}
+def _number(props: dict, name: str) -> float | None:
+    return optional_float(props.get(name), name)
+
+
+def customer(company: dict) -> Customer:
+    """The customer of a HubSpot company, as read from the CRM v3 API."""
     cprops = company.get("properties") or {}
-    customer = Customer(
+    return Customer(
         external_model="company", external_id=str(company["id"]),
         name=cprops.get("name") or f"HubSpot company {company['id']}",
         vat=cprops.get("vat_number"), domain=domain_of(cprops.get("domain")),
         street=cprops.get("address"), city=cprops.get("city"), zip=cprops.get("zip"),
         country=cprops.get("country"), phone=cprops.get("phone"),
     )
+
+
+def line(item: dict) -> Line:
+    """An engagement line of a HubSpot line item."""
+    p = item.get("properties") or {}
+    quantity = _number(p, "quantity")
+    return Line(
+        external_id=str(item["id"]), sku=(p.get("hs_sku") or "").strip() or None,
+        name=p.get("name") or "", quantity=1.0 if quantity is None else quantity,
+        price_unit=_number(p, "price"), discount=_number(p, "hs_discount_percentage"),
+        unit_discount=_number(p, "discount"), total=_number(p, "amount"),
+        billing_model=p.get("billing_model"), milestones=p.get("milestones"),
+    )
+
+
+def engagement(deal: dict, company: dict, contact: dict | None, line_items: list[dict]) -> Engagement:
+    """Canonical engagement of a HubSpot deal read with its associations."""
+    props = deal.get("properties") or {}
     person = None
     if contact:
         p = contact.get("properties") or {}
@@ -58,20 +90,11 @@ def engagement(deal: dict, company: dict, contact: dict | None, line_items: list
             name=name or p.get("email") or f"HubSpot contact {contact['id']}",
             email=p.get("email"), phone=p.get("phone"), function=p.get("jobtitle"),
         )
-    lines = []
-    for item in line_items:
-        p = item.get("properties") or {}
-        lines.append(Line(
-            external_id=str(item["id"]), sku=(p.get("hs_sku") or "").strip() or None,
-            name=p.get("name") or "", quantity=to_float(p.get("quantity") or 1, "quantity"),
-            price_unit=to_float(p.get("price") or 0, "price"),
-            billing_model=p.get("billing_model"), milestones=p.get("milestones"),
-        ))
     return Engagement(
         deal_model="deal", deal_id=str(deal["id"]), name=props.get("dealname") or "",
-        amount=to_float(props["amount"], "amount") if props.get("amount") else None,
-        currency=(props.get("deal_currency_code") or "").upper() or None,
-        customer=customer, contact=person, lines=lines,
+        amount=_number(props, "amount"),
+        currency=(props.get("deal_currency_code") or "").strip().upper() or None,
+        customer=customer(company), contact=person, lines=[line(item) for item in line_items],
         po_number=props.get("po_number"), legal_entity=props.get("legal_entity"),
         payment_terms=props.get("payment_terms"),
     )

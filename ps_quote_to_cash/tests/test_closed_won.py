@@ -174,6 +174,10 @@ class TestHubSpotCompanySync(Q2CMixin, TransactionCase):
         super().setUpClass()
         cls.setup_q2c()
 
+    def setUp(self):
+        super().setUp()
+        self.fake_hubspot.reset()
+
     def change(self, event_id, prop, value, company_id=5500071):
         events, _dup = self.enqueue(self.hubspot, [{
             "eventId": event_id, "subscriptionType": "company.propertyChange", "objectId": company_id,
@@ -202,6 +206,8 @@ class TestHubSpotCompanySync(Q2CMixin, TransactionCase):
         Partner = type(self.env["res.partner"])
         creates = []
         original = Partner.create
+        for i in range(5):  # an unbound company is read from HubSpot, to be matched
+            self.fake_hubspot.add_company(6000 + i, f"Client {i}")
 
         def counting_create(model, vals_list):
             creates.append(len(vals_list) if isinstance(vals_list, list) else 1)
@@ -216,6 +222,8 @@ class TestHubSpotCompanySync(Q2CMixin, TransactionCase):
         self.assertEqual(sorted(events.mapped(lambda e: e._hub_record().name)), [f"Client {i}" for i in range(5)])
 
     def test_failed_batch_falls_back_to_one_by_one(self):
+        for i in range(3):
+            self.fake_hubspot.add_company(7000 + i, f"Client {i}")
         events, _dup = self.enqueue(self.hubspot, [
             {"eventId": 200 + i, "subscriptionType": "company.propertyChange", "objectId": 7000 + i,
              "propertyName": "name", "propertyValue": f"Client {i}"} for i in range(3)])
