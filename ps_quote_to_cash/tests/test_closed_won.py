@@ -1,5 +1,4 @@
 import json
-import time
 from unittest.mock import patch
 
 from odoo import fields
@@ -7,9 +6,8 @@ from odoo.exceptions import ValidationError
 from odoo.tests import HttpCase, TransactionCase, tagged
 from odoo.tools import mute_logger
 
-from odoo.addons.ps_integration_hub.services.signatures import sign_hubspot_v3
-
 from ps_hub_fakes import load_fixture, load_json
+from ps_hub_fakes.signing import hubspot_headers
 
 from .common import Q2CMixin
 
@@ -289,10 +287,12 @@ class TestClosedWonOverHttp(Q2CMixin, HttpCase):
 
     def test_signed_webhook_to_project(self):
         body = load_fixture("hubspot/webhook_deal_closedwon.json").encode()
-        url = f"{self.base_url()}/ps_hub/in/{self.hubspot.sudo().inbound_token}"
-        ts = int(time.time() * 1000)
-        headers = {"Content-Type": "application/json", "X-HubSpot-Request-Timestamp": str(ts),
-                   "X-HubSpot-Signature-v3": sign_hubspot_v3("hubspot-client-secret", "POST", url, body, ts)}
+        # HubSpot signs the URL of the app's webhook settings: the public one, behind the proxy
+        self.hubspot.public_base_url = "https://odoo.ps-consulting.example"
+        hubspot_sudo = self.hubspot.sudo()
+        headers = {"Content-Type": "application/json",
+                   **hubspot_headers("hubspot-client-secret", hubspot_sudo.inbound_url, body)}
+        url = f"{self.base_url()}/ps_hub/in/{hubspot_sudo.inbound_token}"
         response = self.url_open(url, data=body, headers=headers, method="POST")
         self.assertEqual(response.json(), {"accepted": 2, "duplicates": 0})
         self.process()
