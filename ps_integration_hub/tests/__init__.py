@@ -7,3 +7,4 @@ from . import test_worker
 from . import test_views
 from . import test_services
 from . import test_claim_conflict
+from . import test_outbound

@@ -1,1 +1,2 @@
 from . import test_closed_won
+from . import test_pagination
