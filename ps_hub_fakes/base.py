@@ -11,6 +11,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.utils import format_datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar, Self
@@ -112,6 +113,16 @@ class _Server(ThreadingHTTPServer):
         super().__init__(address, _Handler)
 
 
+def retry_after_value(when: float | datetime) -> str:
+    """A Retry-After header value (RFC 9110, 10.2.3): delay-seconds for a number of
+    seconds, an HTTP-date (IMF-fixdate, GMT) for a datetime (naive means UTC)."""
+    if isinstance(when, datetime):
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        return format_datetime(when.astimezone(UTC), usegmt=True)
+    return str(max(0, round(when)))
+
+
 def _hs_now() -> str:
     """Now in HubSpot's timestamp format (2026-11-20T10:00:00.000Z)."""
     now = datetime.now(UTC)
@@ -198,11 +209,18 @@ class FakeVendor:
         status: int | None = None,
         body: Any = None,
         headers: dict[str, str] | None = None,
+        retry_after: float | datetime | None = None,
     ) -> None:
-        """Answer the next ``n`` requests with ``status`` (vendor default) and its usual body."""
+        """Answer the next ``n`` requests with ``status`` (vendor default) and its usual body.
+
+        ``retry_after`` adds a Retry-After header: seconds (a number) or an HTTP-date (a
+        datetime), the two forms RFC 9110 allows.
+        """
         status = status or self.default_failure_status
         default_body, default_headers = self._failure_defaults(status)
         answer_headers = {**default_headers, **(headers or {})}
+        if retry_after is not None:
+            answer_headers["Retry-After"] = retry_after_value(retry_after)
         with self._lock:
             for _ in range(n):
                 self._failures.append(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import time
 from collections import deque
+from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -24,6 +25,12 @@ def _hs_value(value: Any) -> str:
 
 
 _HS_OBJECTS = "(deals|companies|contacts|line_items)"
+# the rate-limit header that a 429 of each policy shows spent
+_HS_POLICY_HEADER = {
+    "TEN_SECONDLY_ROLLING": "Remaining",
+    "SECONDLY": "Secondly-Remaining",
+    "DAILY": "Daily-Remaining",
+}
 _HS_SINGULAR = {
     "deals": "DEAL",
     "companies": "COMPANY",
@@ -245,25 +252,47 @@ class FakeHubSpot(FakeVendor):
             },
         )
 
+    def rate_limit_next(
+        self,
+        n: int = 1,
+        policy: str = "TEN_SECONDLY_ROLLING",
+        retry_after: float | datetime | None = None,
+    ) -> None:
+        """Answer the next ``n`` requests with HubSpot's 429 for ``policy``.
+
+        ``policy`` is the limit that was hit, as HubSpot names it in the body:
+        TEN_SECONDLY_ROLLING (the headers show the window's ``Remaining`` at 0), SECONDLY
+        (``Secondly-Remaining`` at 0) or DAILY (``Daily-Remaining`` at 0); the other
+        headers keep their real counts. HubSpot promises no Retry-After: pass
+        ``retry_after`` (seconds or a datetime) to play a proxy or gateway that adds one.
+        """
+        body = dict(load_json("hubspot/rate_limited_429.json"), policyName=policy,
+                    message=f"You have reached your {policy.lower()} limit.")
+        self.fail_next(n, status=429, body=body, retry_after=retry_after)
+
     def _decorate(self, answer: Answer) -> None:
-        if answer.status == 429:
-            remaining = secondly_remaining = 0
-        elif 200 <= answer.status < 300:
-            now = time.monotonic()
-            last_second = sum(1 for stamp in self._recent if stamp >= now - 1)
-            remaining = max(0, self.RATE_MAX - len(self._recent))
-            secondly_remaining = max(0, self.RATE_SECONDLY - last_second)
-        else:
+        if answer.status != 429 and not 200 <= answer.status < 300:
             return
+        now = time.monotonic()
+        last_second = sum(1 for stamp in self._recent if stamp >= now - 1)
+        counts = {
+            "Remaining": max(0, self.RATE_MAX - len(self._recent)),
+            "Secondly-Remaining": max(0, self.RATE_SECONDLY - last_second),
+            "Daily-Remaining": max(0, self.RATE_DAILY - self._daily_used),
+        }
+        if answer.status == 429:
+            # the limit that was hit is spent, the others show what they really have left
+            policy = answer.body.get("policyName") if isinstance(answer.body, dict) else None
+            counts[_HS_POLICY_HEADER.get(policy, "Remaining")] = 0
         prefix = "X-HubSpot-RateLimit-"
         for name, value in {
             "Interval-Milliseconds": self.RATE_INTERVAL_MS,
             "Max": self.RATE_MAX,
-            "Remaining": remaining,
+            "Remaining": counts["Remaining"],
             "Secondly": self.RATE_SECONDLY,
-            "Secondly-Remaining": secondly_remaining,
+            "Secondly-Remaining": counts["Secondly-Remaining"],
             "Daily": self.RATE_DAILY,
-            "Daily-Remaining": max(0, self.RATE_DAILY - self._daily_used),
+            "Daily-Remaining": counts["Daily-Remaining"],
         }.items():
             answer.headers.setdefault(prefix + name, str(value))
 

@@ -23,6 +23,7 @@ from .fixtures import load_json
 
 
 _SF_DATA = r"/services/data/v\d+\.\d+"
+_SF_DATA_VERSION = r"/services/data/(v\d+\.\d+)"
 _SF_LINE_ITEMS_SOQL = re.compile(
     r"\bFROM\s+OpportunityLineItem\s+WHERE\s+OpportunityId\s*=\s*'([^']+)'", re.IGNORECASE
 )
@@ -72,12 +73,15 @@ class FakeSalesforce(FakeVendor):
 
     default_failure_status = 403
     API_LIMIT = 15000
+    # Salesforce answers a query with up to 2,000 records and a nextRecordsUrl to the rest
+    QUERY_BATCH_SIZE = 2000
     DEFAULT_ORG_ID = "00D5e000001AbCdEAK"
 
     routes = _routes(
         ("POST", r"/services/oauth2/token", "_token"),
         ("GET", _SF_DATA + r"/sobjects/Account/([^/]+)", "_get_account"),
-        ("GET", _SF_DATA + r"/query/?", "_query"),
+        ("GET", _SF_DATA_VERSION + r"/query/?", "_query"),
+        ("GET", _SF_DATA_VERSION + r"/query/(01g[A-Za-z0-9]{15})-(\d+)", "_query_more"),
         ("PATCH", _SF_DATA + r"/sobjects/Opportunity/([^/]+)", "_patch_opportunity"),
         ("POST", _SF_DATA + r"/composite/?", "_composite"),
         ("GET", _SF_DATA + r"/sobjects/Opportunity/([^/]+)", "_get_opportunity"),
@@ -112,6 +116,9 @@ class FakeSalesforce(FakeVendor):
         self.opportunities: dict[str, dict[str, Any]] = {opportunity["Id"]: opportunity}
         self.tokens: set[str] = set()
         self.api_usage = 0
+        self.query_batch_size = self.QUERY_BATCH_SIZE
+        # query locator -> the records of a query answered in several batches
+        self._cursors: dict[str, list[dict[str, Any]]] = {}
 
     def issue_token(self) -> str:
         """Issue an access token directly (as the token endpoint would)."""
@@ -325,6 +332,41 @@ class FakeSalesforce(FakeVendor):
             },
         )
 
+    def _batch_size(self, req: RecordedRequest) -> int:
+        """The query batch size: ``query_batch_size``, or smaller when the client asks with
+        ``Sforce-Query-Options: batchSize=N`` (Salesforce takes 200 to 2,000)."""
+        size = self.query_batch_size
+        options = dict(
+            part.strip().partition("=")[::2]
+            for part in req.headers.get("Sforce-Query-Options", "").split(",")
+        )
+        if options.get("batchSize", "").isdigit():
+            size = min(size, max(200, min(2000, int(options["batchSize"]))))
+        return max(1, size)
+
+    def _query_page(
+        self, version: str, locator: str, records: list[dict[str, Any]], offset: int, size: int
+    ) -> Answer:
+        """One batch of a query's records, with ``nextRecordsUrl`` when more remain."""
+        end = offset + size
+        body: dict[str, Any] = {
+            "totalSize": len(records),
+            "done": end >= len(records),
+            "records": copy.deepcopy(records[offset:end]),
+        }
+        if not body["done"]:
+            body["nextRecordsUrl"] = f"/services/data/{version}/query/{locator}-{end}"
+        return Answer(200, body)
+
+    def _query_more(self, req: RecordedRequest, version: str, locator: str, offset: str) -> Answer:
+        records = self._cursors.get(locator)
+        if records is None or int(offset) >= len(records):
+            return Answer(
+                400,
+                [{"errorCode": "INVALID_QUERY_LOCATOR", "message": "invalid query locator"}],
+            )
+        return self._query_page(version, locator, records, int(offset), self._batch_size(req))
+
     def _get_account(self, req: RecordedRequest, account_id: str) -> Answer:
         account = self.accounts.get(account_id)
         if account is None:
@@ -346,7 +388,7 @@ class FakeSalesforce(FakeVendor):
             record = {key: value for key, value in record.items() if key in wanted}
         return Answer(200, record)
 
-    def _query(self, req: RecordedRequest) -> Answer:
+    def _query(self, req: RecordedRequest, version: str) -> Answer:
         soql = req.query.get("q", "")
         match = _SF_LINE_ITEMS_SOQL.search(soql)
         if not soql.lstrip().upper().startswith("SELECT ") or match is None:
@@ -361,7 +403,12 @@ class FakeSalesforce(FakeVendor):
                 ],
             )
         records = copy.deepcopy(self.opportunity_line_items.get(match.group(1), []))
-        return Answer(200, {"totalSize": len(records), "done": True, "records": records})
+        size = self._batch_size(req)
+        locator = ""
+        if len(records) > size:
+            locator = _sf_id("01g")
+            self._cursors[locator] = records
+        return self._query_page(version, locator, records, 0, size)
 
     def _store_opportunity(self, opp_id: str, fields: dict[str, Any]) -> None:
         opportunity = self.opportunities.setdefault(

@@ -1,7 +1,10 @@
+import email.utils
 import logging
+import math
 import secrets
 import threading
 import time
+from datetime import UTC, datetime
 
 import requests
 
@@ -10,7 +13,7 @@ from odoo.exceptions import AccessError, UserError
 from odoo.tools import SQL, config
 
 from ..services import crypto, parsers, signatures
-from ..services.errors import PermanentError, TransientError
+from ..services.errors import OutOfTime, PermanentError, TransientError
 
 _logger = logging.getLogger(__name__)
 
@@ -35,13 +38,29 @@ INBOUND_PATH = "/ps_hub/in/"
 # OAuth2 access tokens live in memory only, per process: never in the database.
 _TOKENS: dict[tuple[str, int], tuple[str, float]] = {}
 _TOKENS_LOCK = threading.Lock()
+# a vendor call is not started with less time than this left in the worker's run
+MIN_CALL_SECONDS = 1.0
 
 
 def retry_after_seconds(headers) -> float | None:
-    """When the vendor says to come back: Retry-After, else HubSpot's rate-limit window."""
-    retry_after = headers.get("Retry-After")
-    if retry_after and retry_after.strip().isdigit():
+    """When the vendor says to come back: Retry-After, else HubSpot's rate-limit window.
+
+    Retry-After is delay-seconds or an HTTP-date (RFC 9110, 10.2.3); a date already
+    passed asks for no wait.
+    """
+    retry_after = (headers.get("Retry-After") or "").strip()
+    if retry_after.isdigit():
         return float(retry_after)
+    if retry_after:
+        try:
+            when = email.utils.parsedate_to_datetime(retry_after)
+        except (TypeError, ValueError, IndexError):
+            when = None
+        if when is not None:
+            if when.tzinfo is None:  # RFC 9110 dates are GMT
+                when = when.replace(tzinfo=UTC)
+            wait = (when - datetime.now(UTC)).total_seconds()
+            return wait if wait > 0 else None
     if headers.get("X-HubSpot-RateLimit-Remaining") == "0":
         interval = headers.get("X-HubSpot-RateLimit-Interval-Milliseconds", "")
         return int(interval) / 1000 if interval.isdigit() else None
@@ -368,10 +387,20 @@ class PsHubConnector(models.Model):
             "client_id": self.auth_username or "",
             "client_secret": self._hub_secret("auth_secret_enc") or "",
         }
+        timeout = self._hub_call_timeout(self.timeout, "token request")
         try:
-            response = requests.post(url, data=data, timeout=self.timeout)
+            response = requests.post(url, data=data, timeout=timeout)
+        except requests.Timeout:
+            if timeout < self.timeout:
+                raise OutOfTime("token request: cut by the end of the worker's run") from None
+            raise TransientError("token request failed: Timeout", reason="network") from None
         except requests.RequestException as exc:
-            raise TransientError(f"token request failed: {exc.__class__.__name__}") from None
+            raise TransientError(f"token request failed: {exc.__class__.__name__}", reason="network") from None
+        if response.status_code == 429 or response.status_code >= 500:
+            raise TransientError(
+                f"token request: HTTP {response.status_code}", reason="remote_unavailable",
+                retry_after=retry_after_seconds(response.headers),
+            )
         if response.status_code != 200:
             raise PermanentError(
                 self.env._("The OAuth2 token request was refused (HTTP %s): check the "
@@ -393,30 +422,52 @@ class PsHubConnector(models.Model):
         elif self.auth_type == "oauth2_client_credentials":
             headers["Authorization"] = f"Bearer {self._hub_oauth_token(refresh=refresh)}"
 
+    def _hub_call_timeout(self, timeout: float, what: str) -> float:
+        """``timeout``, cut so that the call ends before the worker's run must (see
+        services/budget.py); OutOfTime when too little of the run is left to start it."""
+        left = self.env.context.get("ps_hub_call_until", math.inf) - time.monotonic()
+        if left < MIN_CALL_SECONDS:
+            raise OutOfTime(f"{what}: not started, the worker's run is at its end")
+        return min(timeout, left)
+
     def _hub_request(self, method: str, path: str, **kwargs) -> requests.Response:
         """Call the vendor's API with the connector's auth and timeout.
 
         Rate limits, 5xx and network errors raise TransientError (the event is retried
-        with backoff); other refusals raise PermanentError.
+        with backoff); refused credentials (401, also after a fresh OAuth2 token) and other
+        refusals raise PermanentError. A call that the end of the worker's run would cut
+        raises OutOfTime: the event waits for the next run, uncharged.
         """
         self.ensure_one()
         url = self._hub_url(path)
-        kwargs.setdefault("timeout", self.timeout)
+        timeout = kwargs.pop("timeout", self.timeout)
         for attempt in (1, 2):
             self._hub_auth(kwargs, refresh=attempt == 2)
+            call_timeout = self._hub_call_timeout(timeout, f"{method} {path}")
             try:
-                response = requests.request(method, url, **kwargs)
+                response = requests.request(method, url, timeout=call_timeout, **kwargs)
+            except requests.Timeout:
+                if call_timeout < timeout:
+                    raise OutOfTime(f"{method} {path}: cut by the end of the worker's run") from None
+                raise TransientError(f"{method} {path}: Timeout", reason="network") from None
             except requests.RequestException as exc:
                 raise TransientError(
                     f"{method} {path}: {exc.__class__.__name__}", reason="network",
                 ) from None
             if (response.status_code == 401 and attempt == 1
                     and self.auth_type == "oauth2_client_credentials"):
-                continue  # expired token: fetch a new one once
+                continue  # expired or revoked token: fetch a new one once
             break
         status = response.status_code
         if status < 300:
             return response
+        if status == 401:
+            raise PermanentError(
+                self.env._("%(vendor)s refused the credentials of connector %(connector)s (HTTP 401 on "
+                           "%(method)s %(path)s): check its API secret, then retry.",
+                           vendor=self.system, connector=self.display_name, method=method, path=path),
+                reason="authentication",
+            )
         if status == 429 or status >= 500 or (
             status == 403 and "REQUEST_LIMIT_EXCEEDED" in response.text
         ):

@@ -1,5 +1,6 @@
 import json
 import logging
+import math
 import time
 import traceback
 import uuid
@@ -11,11 +12,12 @@ import requests
 
 from odoo import api, fields, models
 from odoo.exceptions import AccessError, UserError, ValidationError
-from odoo.tools import SQL
+from odoo.tools import SQL, config
 
-from ..services import parsers
+from ..services import budget, parsers
 from ..services.backoff import backoff_delay
-from ..services.errors import HubError, IgnoreEvent
+from ..services.errors import HubError, IgnoreEvent, OutOfTime
+from .ir_cron import note_more_work, runner_pass_started
 
 _logger = logging.getLogger(__name__)
 
@@ -38,17 +40,17 @@ KEPT_HEADERS = (
     "content-type", "user-agent", "x-hubspot-request-timestamp", "x-bamboohr-timestamp",
     "webhook-id", "webhook-timestamp", "x-request-id", "x-forwarded-for",
 )
-# A unique violation in a handler is another worker creating the same record (two deals
-# of one new customer): the snapshot of this transaction cannot see it, a retry will.
 TRANSIENT_DB_ERRORS = (
     psycopg2.errors.SerializationFailure,
     psycopg2.errors.DeadlockDetected,
     psycopg2.errors.LockNotAvailable,
-    psycopg2.errors.UniqueViolation,
 )
+RELEASE = "release"  # outcome of an event a run did not start: back to the queue, uncharged
 _LAST_WAKEUP = 0.0  # monotonic time this process last woke the cron runners
 # business context a handler noted for the exception desk, kept across its rollback
 _NOTED_CONTEXT: dict[tuple[str, int], dict] = {}
+# seconds one event took in this process's recent runs, per database: sizes the claims
+_SECONDS_PER_EVENT: dict[str, float] = {}
 
 
 class PsHubEvent(models.Model):
@@ -249,7 +251,10 @@ class PsHubEvent(models.Model):
         """Mark up to ``limit`` ready events as processing for ``token``.
 
         Rows locked by another worker are skipped; an event waits while an earlier event
-        of the same external object is still pending, retrying or processing.
+        of the same external object is still pending, waiting to retry or processing. An
+        earlier event in exception or dead does not hold the later ones: a person works it
+        on the desk, in their own time, and handlers decide from the vendor's current state,
+        not from the order of the messages.
         """
         self.flush_model()
         self.env.cr.execute(SQL(
@@ -295,79 +300,139 @@ class PsHubEvent(models.Model):
 
     @api.model
     def _hub_reclaim_stale(self) -> int:
-        """Put back events left in processing by a worker that died.
+        """Put back events left in processing by a worker that died, after a backoff.
 
         A live worker holds a row lock on what it processes, so only the rows of a dead
-        one can be locked here (SKIP LOCKED), and only once their lease has passed.
+        one can be locked here (SKIP LOCKED), and only once their lease has passed. The
+        attempt charged at the claim stands, so an event that kills its worker is dead-
+        lettered in the end instead of taking workers down forever; and it waits the
+        connector's backoff like any transient failure, not the next run.
         """
         lease = self._hub_param("lease_seconds", 300)
         self.flush_model()
+        try:
+            with self.env.cr.savepoint(flush=False):
+                self.env.cr.execute(SQL(
+                    """
+                    SELECT e.id, e.attempts, c.retry_max_attempts, c.retry_backoff_base, c.retry_backoff_cap
+                      FROM ps_hub_event e JOIN ps_hub_connector c ON c.id = e.connector_id
+                     WHERE e.state = 'processing'
+                       AND e.claimed_at < statement_timestamp() AT TIME ZONE 'UTC' - make_interval(secs => %s)
+                     ORDER BY e.id
+                       FOR UPDATE OF e SKIP LOCKED
+                    """,
+                    lease,
+                ), log_exceptions=False)
+                stale = self.env.cr.fetchall()
+        except psycopg2.errors.SerializationFailure:
+            return 0  # a worker finished some of them after this snapshot began: the next run looks again
+        if not stale:
+            return 0
+        rows = [
+            SQL("(%s, %s, %s::float)", event_id, "dead" if attempts >= max_attempts else "retry",
+                backoff_delay(attempts, base, cap))
+            for event_id, attempts, max_attempts, base, cap in stale
+        ]
         self.env.cr.execute(SQL(
             """
             UPDATE ps_hub_event e
-               SET state = CASE WHEN e.attempts >= c.retry_max_attempts THEN 'dead'
-                                ELSE 'retry' END,
-                   error_class = 'transient', reason = 'worker_lost',
+               SET state = v.state, error_class = 'transient', reason = 'worker_lost',
                    last_error = 'The worker processing this event stopped before it finished.',
-                   claim_token = NULL, next_attempt_at = statement_timestamp() AT TIME ZONE 'UTC'
-              FROM ps_hub_connector c
-             WHERE c.id = e.connector_id AND e.id IN (
-                SELECT id FROM ps_hub_event
-                 WHERE state = 'processing'
-                   AND claimed_at < statement_timestamp() AT TIME ZONE 'UTC' - make_interval(secs => %s)
-                 FOR UPDATE SKIP LOCKED)
-            RETURNING e.id
+                   claim_token = NULL,
+                   next_attempt_at = statement_timestamp() AT TIME ZONE 'UTC' + make_interval(secs => v.delay),
+                   write_date = now() AT TIME ZONE 'UTC'
+              FROM (VALUES %s) AS v(id, state, delay)
+             WHERE e.id = v.id
             """,
-            lease,
+            SQL(", ").join(rows),
         ))
-        rows = self.env.cr.fetchall()
-        if rows:
-            ids = [row[0] for row in rows]
-            _logger.warning("ps_hub: reclaimed %d event(s) of a lost worker: %s", len(ids), ids)
-            self.invalidate_model()
-            self.env["ps.hub.audit.log"]._hub_log_many([
-                (event, "reclaim", {"state": "processing"}, {"state": event.state, "reason": "worker_lost"})
-                for event in self.browse(ids)
-            ])
-        return len(rows)
+        ids = [row[0] for row in stale]
+        _logger.warning("ps_hub: reclaimed %d event(s) of a lost worker: %s", len(ids), ids)
+        self.invalidate_model()
+        self.env["ps.hub.audit.log"]._hub_log_many([
+            (event, "reclaim", {"state": "processing"}, {"state": event.state, "reason": "worker_lost"})
+            for event in self.browse(ids)
+        ])
+        return len(ids)
+
+    @api.model
+    def _hub_run_budget(self) -> budget.RunBudget:
+        """The deadlines of this run: in a cron runner, well inside Odoo's time limits; none elsewhere."""
+        started = runner_pass_started()
+        if started is None:
+            return budget.unbounded()
+        real_cron = config.get("limit_time_real_cron")
+        return budget.RunBudget(started=started, seconds=budget.usable_seconds(
+            limit_time_real=config.get("limit_time_real") or 0,
+            limit_time_real_cron=-1 if real_cron is None else real_cron,
+            limit_time_cpu=config.get("limit_time_cpu") or 0,
+            prefork=bool(config.get("workers")),
+        ))
 
     @api.model
     def _cron_process_events(self, limit: int | None = None):
-        """Cron worker: claim, process and commit batches until the queue or time is out."""
+        """Cron worker: claim, process and commit batches until the queue is empty or the run's time is up.
+
+        A run ends well inside Odoo's time limits (services/budget.py): it stops claiming,
+        then starting events, then calling vendors, and gives back what it did not start.
+        While work remains it says so and the cron runners are woken for the next run at
+        once, instead of Odoo's 10 loops of a job and a runner's minute of sleep.
+        """
         cron = self.env["ir.cron"]
-        limit = limit or self._hub_param("batch_size", 50)
+        run = self._hub_run_budget()
+        if not run.can_claim():  # an earlier job of this runner pass used the time
+            note_more_work()
+            cron._commit_progress(0, remaining=1)
+            return
+        batch_size = limit or self._hub_param("batch_size", 50)
         self._hub_reclaim_stale()
         cron._commit_progress(0)
+        workers = self
+        if not math.isinf(run.seconds):
+            workers = self.with_context(ps_hub_start_until=run.start_until, ps_hub_call_until=run.call_until)
+        dbname = self.env.cr.dbname
         while True:
+            if not run.can_claim():
+                note_more_work()
+                cron._commit_progress(0, remaining=1)
+                return
+            size = run.claim_size(batch_size, _SECONDS_PER_EVENT.get(dbname))
             token = uuid.uuid4().hex
-            claimed = self._hub_claim_fresh(limit, token)
+            claimed = self._hub_claim_fresh(size, token)
             if not claimed:
                 cron._commit_progress(0, remaining=0)
                 return
             cron._commit_progress(0, remaining=len(claimed))  # the claim is durable
-            self._hub_process_claimed(token)
-            more = len(claimed) == limit
-            time_left = cron._commit_progress(len(claimed), remaining=1 if more else 0)
-            if time_left <= 0:
-                return
+            start = time.monotonic()
+            ran = workers._hub_process_claimed(token)
+            if ran:
+                took = (time.monotonic() - start) / len(ran)
+                previous = _SECONDS_PER_EVENT.get(dbname)
+                _SECONDS_PER_EVENT[dbname] = took if previous is None else (previous + took) / 2
+            more = len(claimed) == size or len(ran) < len(claimed)
+            cron._commit_progress(len(ran), remaining=1 if more else 0)
 
     @api.model
     def _hub_process_claimed(self, token: str):
-        """Lock and process the events claimed under ``token`` (no commit)."""
+        """Lock and process the events claimed under ``token`` (no commit); return those it ran."""
         self.env.cr.execute(SQL(
             "SELECT id FROM ps_hub_event WHERE claim_token = %s AND state = 'processing' "
             "ORDER BY id FOR UPDATE", token,
         ))
         events = self.browse([row[0] for row in self.env.cr.fetchall()])
-        events._hub_run()
-        return events
+        return events._hub_run()
+
+    def _hub_out_of_time(self) -> bool:
+        """This run may start no more events (the deadline comes with the worker's context)."""
+        return time.monotonic() >= self.env.context.get("ps_hub_start_until", math.inf)
 
     def _hub_run(self):
-        """Run the handlers and record every outcome in one write.
+        """Run the handlers and record every outcome in one write; return the events it ran.
 
         Events with a batch handler are first handled together in one savepoint (one
         create for many records); if that batch fails, each of them is handled alone, so
         one bad event never takes the others down. The rest run one savepoint each.
+        Events the run has no time left for are given back to the queue (_hub_release).
         """
         events = self.with_context(tracking_disable=True, mail_notrack=True)
         handlers, batch_handlers = self._hub_handlers(), self._hub_batch_handlers()
@@ -377,16 +442,23 @@ class PsHubEvent(models.Model):
             if (event.system, event.event_type) in batch_handlers:
                 groups[event.system, event.event_type].append(event.id)
         for key, ids in groups.items():
-            outcomes.update(events.browse(ids)._hub_run_batch(batch_handlers[key]))
+            if not self._hub_out_of_time():
+                outcomes.update(events.browse(ids)._hub_run_batch(batch_handlers[key]))
         for event in events:
             if event.id not in outcomes:
+                if event._hub_out_of_time():
+                    outcomes[event.id] = {"state": RELEASE}
+                    continue
                 start, started_at = time.perf_counter(), fields.Datetime.now()
                 outcome = event._hub_run_one(handlers)
                 outcome.update(duration_ms=(time.perf_counter() - start) * 1000, started_at=started_at)
                 outcomes[event.id] = outcome
         for event_id, outcome in outcomes.items():
             outcome.update(_NOTED_CONTEXT.pop((self.env.cr.dbname, event_id), {}))
-        self._hub_write_outcomes([(event, outcomes[event.id]) for event in events])
+        released = {event_id for event_id, outcome in outcomes.items() if outcome["state"] == RELEASE}
+        self._hub_write_outcomes([(event, outcomes[event.id]) for event in events if event.id not in released])
+        self.browse(sorted(released))._hub_release()
+        return self.filtered(lambda event: event.id not in released)
 
     def _hub_run_batch(self, batch_handler) -> dict:
         """{event id: outcome} of a batch handler, or {} when the batch must be run one by one."""
@@ -401,7 +473,9 @@ class PsHubEvent(models.Model):
         outcomes = {}
         for event in self:
             result = results.get(event.id)
-            if isinstance(result, IgnoreEvent):
+            if isinstance(result, OutOfTime):
+                outcome = {"state": RELEASE}
+            elif isinstance(result, IgnoreEvent):
                 outcome = {"state": "ignored", "reason": "not_applicable", "ignore_reason": result.reason}
             elif isinstance(result, HubError):
                 outcome = event._hub_failure(result.error_class, result.reason, str(result),
@@ -428,9 +502,13 @@ class PsHubEvent(models.Model):
                 record = handler(self)
         except IgnoreEvent as exc:
             return {"state": "ignored", "reason": "not_applicable", "ignore_reason": exc.reason}
+        except OutOfTime:
+            return {"state": RELEASE}
         except HubError as exc:
             return self._hub_failure(exc.error_class, exc.reason, str(exc),
                                      getattr(exc, "retry_after", None))
+        except psycopg2.errors.UniqueViolation as exc:
+            return self._hub_unique_violation(exc)
         except TRANSIENT_DB_ERRORS as exc:
             return self._hub_failure("transient", "database_conflict", str(exc).strip())
         except requests.RequestException as exc:
@@ -444,6 +522,22 @@ class PsHubEvent(models.Model):
                 f"{exc.__class__.__name__}: {exc}\n\n{traceback.format_exc(limit=8)}",
             )
         return self._hub_success(record)
+
+    def _hub_unique_violation(self, exc: psycopg2.errors.UniqueViolation) -> dict:
+        """A unique violation at the first attempt is likely another worker creating the same
+        record (two deals of one new customer), which this transaction's snapshot cannot see:
+        retried. Met again, it is in the data (a stale binding, two external records for one
+        Odoo record): no retry cures that, a person must."""
+        constraint = exc.diag.constraint_name or "a unique constraint"
+        error = str(exc).strip()
+        if self.attempts <= 1:
+            return self._hub_failure("transient", "database_conflict", f"unique violation on {constraint}: {error}")
+        return self._hub_failure(
+            "permanent", "unique_violation",
+            f"unique violation on {constraint}, again after a retry: {error}\n\nWhat this event would create "
+            "already exists (a stale binding, or two external records for one Odoo record): fix or remove "
+            "the existing record or binding, then retry.",
+        )
 
     def _hub_failure(self, error_class, reason, message, retry_after=None) -> dict:
         connector = self.connector_id
@@ -459,6 +553,25 @@ class PsHubEvent(models.Model):
             result["state"] = "retry"
             result["next_attempt_at"] = fields.Datetime.now() + timedelta(seconds=delay)
         return result
+
+    def _hub_release(self):
+        """Give back claimed events the run had no time for: not charged an attempt, and ready
+        for any worker at once (in their place: a later event of their object still waits)."""
+        if not self:
+            return
+        self.flush_model()
+        self.env.cr.execute(SQL(
+            """
+            UPDATE ps_hub_event
+               SET state = CASE WHEN error_class IS NULL THEN 'pending' ELSE 'retry' END,
+                   attempts = GREATEST(attempts - 1, 0), claim_token = NULL, claimed_at = NULL,
+                   write_date = now() AT TIME ZONE 'UTC'
+             WHERE id IN %s AND state = 'processing'
+            """,
+            tuple(self.ids),
+        ))
+        self.invalidate_recordset(["state", "attempts", "claim_token", "claimed_at"])
+        _logger.info("ps_hub: %d event(s) given back unstarted, the run's time is up", len(self))
 
     def _hub_write_outcomes(self, outcomes):
         """One UPDATE and one audit INSERT for the whole batch."""

@@ -21,6 +21,16 @@ class TransientError(HubError):
         self.retry_after = retry_after
 
 
+class OutOfTime(TransientError):
+    """The worker's run has no time left for this event's vendor call.
+
+    The event goes back to the queue without being charged an attempt, for the next run.
+    """
+
+    def __init__(self, message: str = "the worker run's time is up"):
+        super().__init__(message, reason="out_of_time")
+
+
 class PermanentError(HubError):
     """A failure no retry will fix without a change (bad payload, 4xx): an exception."""
 

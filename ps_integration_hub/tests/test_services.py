@@ -1,13 +1,18 @@
 import hashlib
 import json
 import random
+import time
+from datetime import UTC, datetime
+
+import requests
+from freezegun import freeze_time
 
 from odoo.tests import BaseCase, tagged
 
-from ps_hub_fakes import FakeSalesforce, load_fixture
+from ps_hub_fakes import FakeHubSpot, FakeSalesforce, load_fixture
 
 from ..models.ps_hub_connector import retry_after_seconds
-from ..services import parsers
+from ..services import budget, parsers
 from ..services.backoff import backoff_delay
 
 
@@ -183,3 +188,71 @@ class TestServices(BaseCase):
         event = delivery.events[0]
         self.assertEqual((event.event_type, event.parse_error), ("malformed", "parser failure: RuntimeError"))
         self.assertEqual(parsers.raw_bytes(event.raw), b"\x00body")
+    # ------------------------------------------------------------ engine: time budget, Retry-After, fakes
+
+    def test_run_budget_stays_inside_odoo_limits(self):
+        defaults = {"limit_time_real": 120, "limit_time_real_cron": -1, "limit_time_cpu": 60}
+        # prefork: the watchdog also counts the runner's idle sleep (up to 69 s) before the run
+        prefork = budget.usable_seconds(**defaults, prefork=True)
+        self.assertEqual(prefork, 50)
+        self.assertLess(budget.PREFORK_IDLE_SLEEP + prefork * budget.CALL_SHARE, 120)
+        self.assertLess(prefork, 60, "CPU time cannot run past the limit either")
+        # threaded: the thread's clock starts with its pass; the smaller limit wins
+        self.assertEqual(budget.usable_seconds(**defaults, prefork=False), 60)
+        self.assertEqual(budget.usable_seconds(limit_time_real=600, limit_time_real_cron=300, limit_time_cpu=900,
+                                               prefork=False), 300)
+        self.assertEqual(budget.usable_seconds(limit_time_real=600, limit_time_real_cron=900, limit_time_cpu=900,
+                                               prefork=True), 830)
+        # limits switched off: runs still end; a tight configuration still leaves some time
+        self.assertEqual(budget.usable_seconds(limit_time_real=0, limit_time_real_cron=0, limit_time_cpu=0,
+                                               prefork=True), budget.NO_LIMIT_SECONDS)
+        self.assertEqual(budget.usable_seconds(limit_time_real=60, limit_time_real_cron=-1, limit_time_cpu=3,
+                                               prefork=True), budget.MIN_SECONDS)
+
+    def test_run_budget_deadlines_and_claim_size(self):
+        with freeze_time("2026-11-20 10:00:00") as clock:
+            run = budget.RunBudget(started=time.monotonic(), seconds=50)
+            self.assertTrue(run.can_claim())
+            self.assertEqual(run.claim_size(50, None), budget.PROBE_BATCH, "slowness unknown: a small batch")
+            self.assertEqual(run.claim_size(50, 0.002), 50)
+            self.assertEqual(run.claim_size(50, 6.0), 6, "30 s left to start events at 6 s each")
+            clock.tick(19)
+            self.assertTrue(run.can_claim())
+            self.assertEqual(run.claim_size(50, 6.0), 2)
+            clock.tick(1)
+            self.assertFalse(run.can_claim(), "claims stop at 40% of the usable time")
+            self.assertEqual((run.start_until - run.started, run.call_until - run.started), (30, 40))
+            clock.tick(60)
+            self.assertEqual(run.claim_size(50, 6.0), 1)
+        unbounded = budget.unbounded()
+        self.assertTrue(unbounded.can_claim())
+        self.assertEqual(unbounded.claim_size(50, 6.0), 50)
+
+    def test_retry_after_http_date(self):
+        with freeze_time("2026-11-20 10:00:00"):
+            self.assertEqual(retry_after_seconds({"Retry-After": "Fri, 20 Nov 2026 10:02:00 GMT"}), 120)
+            self.assertEqual(retry_after_seconds({"Retry-After": "120"}), 120)
+            # the obsolete asctime form, which RFC 9110 still asks recipients to accept
+            self.assertEqual(retry_after_seconds({"Retry-After": "Fri Nov 20 10:00:30 2026"}), 30)
+            self.assertIsNone(retry_after_seconds({"Retry-After": "Fri, 20 Nov 2026 09:59:00 GMT"}), "passed")
+            self.assertIsNone(retry_after_seconds({"Retry-After": "soon"}))
+
+    def test_fake_hubspot_429_shows_the_policy_hit(self):
+        with FakeHubSpot() as fake:
+            fake.rate_limit_next(1, policy="SECONDLY")
+            fake.rate_limit_next(1, retry_after=7)
+            fake.rate_limit_next(1, policy="DAILY", retry_after=datetime(2026, 11, 20, 10, 2, tzinfo=UTC))
+            url, auth = f"{fake.base_url}/crm/v3/objects/deals/19077001", {"Authorization": "Bearer x"}
+            secondly, windowed, daily = (requests.get(url, headers=auth, timeout=5) for _ in range(3))
+        self.assertEqual([r.status_code for r in (secondly, windowed, daily)], [429] * 3)
+        self.assertEqual(secondly.json()["policyName"], "SECONDLY")
+        self.assertEqual(secondly.headers["X-HubSpot-RateLimit-Secondly-Remaining"], "0")
+        self.assertNotEqual(secondly.headers["X-HubSpot-RateLimit-Remaining"], "0", "only the limit hit is spent")
+        self.assertNotIn("Retry-After", secondly.headers, "HubSpot promises no Retry-After")
+        self.assertEqual(retry_after_seconds(secondly.headers), 1)
+        self.assertEqual(windowed.headers["X-HubSpot-RateLimit-Remaining"], "0")
+        self.assertEqual(windowed.headers["Retry-After"], "7")
+        self.assertEqual(daily.headers["X-HubSpot-RateLimit-Daily-Remaining"], "0")
+        self.assertEqual(daily.headers["Retry-After"], "Fri, 20 Nov 2026 10:02:00 GMT")
+        with freeze_time("2026-11-20 10:00:00"):
+            self.assertEqual(retry_after_seconds(daily.headers), 120)
