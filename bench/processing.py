@@ -2,6 +2,7 @@
 """Processing benchmark of the ps-hub event queue against OCA queue_job (Odoo 19).
 
     python3 bench/processing.py [--light 5000] [--deals 1000] [--db ps_hub_bench_proc] [--reuse-db]
+    python3 bench/processing.py --drain [--drain-small 5000] [--drain-large 200000] [--db ps_hub_bench_drain]
 
 Installs ps_integration_hub, ps_quote_to_cash and queue_job (unless --reuse-db), then:
 
@@ -12,6 +13,10 @@ Installs ps_integration_hub, ps_quote_to_cash and queue_job (unless --reuse-db),
 2. hub overhead per event in one process (handler time vs. _cron_process_events time);
 3. received->done latency of signed deliveries posted at a fifth of the measured capacity.
 
+With --drain, only this (no queue_job needed): the drain rate of a backlog of --drain-large
+light events, idle gaps included, against that of --drain-small, on a server with Odoo's
+default time limits and nothing that wakes the crons but the hub itself.
+
 See README.md. Exit code 0 even when goals fail; non-zero only when the script itself fails.
 """
 
@@ -19,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import threading
@@ -45,6 +51,12 @@ from ps_hub_fakes.signing import hubspot_headers
 
 CONF = RUN_DIR / "bench_processing.conf"
 PHASE_LIMIT = 480.0  # seconds a throughput phase may take before we report what was done
+DRAIN_LIMIT = 3600.0  # the same for a drain phase
+DRAIN_GOAL = 0.8  # large backlog's drain rate / small backlog's
+IDLE_GAP = 1.0  # seconds without any event done that count as the workers being idle
+# the tables a drain writes to, which autovacuum would vacuum and analyze while it runs
+DRAIN_TABLES = ("ps_hub_event", "ps_hub_binding", "res_partner", "ps_hub_audit_log", "ir_cron_progress")
+AUTOVACUUM_NAPTIME = 60.0  # PostgreSQL's default autovacuum_naptime
 POLL = 0.25  # seconds between completion polls (queue_job's date_done is truncated to the second)
 SIGNING_SECRET = "bench-processing-signing-secret"
 FINAL_STATES = ("done", "ignored", "exception", "dead")
@@ -93,9 +105,9 @@ def sql(db: str, query: str, params=None, fetch: bool = True):
         conn.close()
 
 
-def create_db(db: str) -> None:
-    """Drop and recreate ``db`` with ps_integration_hub, ps_quote_to_cash and queue_job."""
-    _common.create_db(CONF, db, "ps_integration_hub,ps_quote_to_cash,queue_job")
+def create_db(db: str, queue_job: bool = True) -> None:
+    """Drop and recreate ``db`` with ps_integration_hub, ps_quote_to_cash (and queue_job)."""
+    _common.create_db(CONF, db, "ps_integration_hub,ps_quote_to_cash" + (",queue_job" if queue_job else ""))
 
 
 def odoo_shell(db: str, script: str, timeout: float = 1800) -> dict:
@@ -246,13 +258,18 @@ print('BENCH ok=1')
 """
 
 
-def start_server(db: str, port: int, name: str, load: str, cron_threads: int) -> subprocess.Popen:
-    """Start a measured server (log .run/bench_processing-<name>.log) and wait until it is healthy."""
+def start_server(db: str, port: int, name: str, load: str, cron_threads: int,
+                 odoo_limits: bool = False) -> subprocess.Popen:
+    """Start a measured server (log .run/bench_processing-<name>.log) and wait until it is healthy.
+
+    Time limits of 900 s, or with ``odoo_limits`` Odoo's defaults (real 120 s, CPU 60 s).
+    """
     logpath = RUN_DIR / f"bench_processing-{name}.log"
+    limits = ([] if odoo_limits else
+              ["--limit-time-real=900", "--limit-time-cpu=900", "--limit-time-real-cron=900"])
     proc = _common.start_server(
         CONF, db, port, logpath, cron_threads=cron_threads, before=[f"--load={load}"],
-        after=["--limit-time-real=900", "--limit-time-cpu=900", "--limit-time-real-cron=900",
-               "--limit-request=1000000"],
+        after=[*limits, "--limit-request=1000000"],
         env=dict(os.environ, ODOO_QUEUE_JOB_PORT=str(port)), timeout=120, poll=0.5)
     log(f"{name} server up (pid {proc.pid}, log {logpath})")
     return proc
@@ -337,15 +354,16 @@ class Bench:
             self.fake.add_company(str(company_id), f"Bench company {company_id}")
 
     @staticmethod
-    def wait_final(m0: float, poll: Callable[[], tuple[bool, tuple]]) -> tuple[tuple, bool]:
-        """Call ``poll`` every POLL s until it says all is final or PHASE_LIMIT passed since ``m0``;
+    def wait_final(m0: float, poll: Callable[[], tuple[bool, tuple]],
+                   limit: float = PHASE_LIMIT) -> tuple[tuple, bool]:
+        """Call ``poll`` every POLL s until it says all is final or ``limit`` s passed since ``m0``;
         return its last row and whether the phase was truncated."""
         while True:
             time.sleep(POLL)
             finished, row = poll()
             if finished:
                 return row, False
-            if time.monotonic() - m0 > PHASE_LIMIT:
+            if time.monotonic() - m0 > limit:
                 return row, True
 
     def finish(self, res: dict, connector: str, object_ids: list[int]) -> dict:
@@ -389,6 +407,139 @@ class Bench:
                "truncated": truncated, "states": states, "reasons": dict(reasons), "retry_seen": retry,
                "handler_avg_ms": stats[0], "handler_p50_ms": stats[1], "max_attempts": stats[2]}
         return self.finish(res, "hub", object_ids)
+
+    # -------------------------------------------------------------- drain
+
+    def vacuum(self) -> float:
+        """VACUUM (ANALYZE) the tables a drain writes, as autovacuum would; return the seconds it took."""
+        t0 = time.monotonic()
+        conn = pg(self.db)
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cr:
+                for table in DRAIN_TABLES:
+                    cr.execute(f"VACUUM (ANALYZE) {table}")
+        finally:
+            conn.close()
+        return time.monotonic() - t0
+
+    def run_drain(self, n: int) -> dict:
+        """A backlog of ``n`` light events (crons off while it is queued), then the crons
+        triggered once: time until every event is final, idle gaps included."""
+        object_ids = self.workload("light", n)
+        out = self.enqueue("hub", "light", object_ids, "hub", f"drain-{n}")
+        lo, hi, cid = int(out["min_id"]), int(out["max_id"]), int(self.ids["hub_id"])
+        vacuums: list[float] = []
+        stop = threading.Event()
+        if self.vacuum_stand_in:
+            log(f"drain {n}: VACUUM (ANALYZE) {', '.join(DRAIN_TABLES)} in {self.vacuum():.1f} s (not timed)")
+
+            def stand_in():  # autovacuum's rounds, once a minute, during the drain (timed)
+                while not stop.wait(AUTOVACUUM_NAPTIME):
+                    vacuums.append(self.vacuum())
+
+            threading.Thread(target=stand_in, daemon=True).start()
+        t0 = set_crons(self.db, True, trigger=True)
+        m0 = time.monotonic()
+        log(f"drain {n}: crons activated and triggered once, waiting")
+        last_log = [m0]
+
+        def poll() -> tuple[bool, tuple]:
+            row = sql(self.db, "SELECT count(*) FILTER (WHERE state = ANY(%s)), max(done_at) FROM ps_hub_event "
+                               "WHERE connector_id = %s AND id BETWEEN %s AND %s",
+                      (list(FINAL_STATES), cid, lo, hi))[0]
+            if time.monotonic() - last_log[0] > 30:
+                last_log[0] = time.monotonic()
+                log(f"drain {n}: {row[0]} final after {time.monotonic() - m0:.0f} s")
+            return row[0] >= n, row
+
+        (final, last), truncated = self.wait_final(m0, poll, DRAIN_LIMIT)
+        elapsed = time.monotonic() - m0
+        stop.set()
+        set_crons(self.db, False)
+        states = dict(sql(self.db, "SELECT state, count(*) FROM ps_hub_event WHERE connector_id = %s AND id "
+                                   "BETWEEN %s AND %s GROUP BY state", (cid, lo, hi)))
+        # the workers' idle time, as the database saw it: gaps between consecutive completions
+        idle, max_gap, gaps = sql(self.db, """
+            SELECT coalesce(sum(gap) FILTER (WHERE gap > %s), 0), coalesce(max(gap), 0),
+                   count(*) FILTER (WHERE gap > %s)
+              FROM (SELECT EXTRACT(EPOCH FROM done_at - lag(done_at) OVER (ORDER BY done_at)) AS gap
+                      FROM ps_hub_event WHERE connector_id = %s AND id BETWEEN %s AND %s
+                       AND done_at IS NOT NULL) g""", (IDLE_GAP, IDLE_GAP, cid, lo, hi))[0]
+        first_wait = sql(self.db, "SELECT EXTRACT(EPOCH FROM min(done_at) - %s) FROM ps_hub_event "
+                                  "WHERE connector_id = %s AND id BETWEEN %s AND %s", (t0, cid, lo, hi))[0][0]
+        res = {"n": n, "elapsed": elapsed, "done": states.get("done", 0), "final": final, "states": states,
+               "truncated": truncated, "rate": states.get("done", 0) / elapsed if elapsed else float("nan"),
+               "db_elapsed": (last - t0).total_seconds() if last else float("nan"),
+               "idle_s": float(idle), "max_gap_s": float(max_gap), "idle_gaps": gaps,
+               "first_done_s": float(first_wait or 0), "vacuums_s": vacuums}
+        log(f"drain {n}: {res['done']}/{n} done in {elapsed:.1f} s = {res['rate']:.0f} ev/s, "
+            f"idle {res['idle_s']:.1f} s in {gaps} gaps > {IDLE_GAP:.0f} s{' (TRUNCATED)' if truncated else ''}")
+        return res
+
+    def run_drain_mode(self) -> None:
+        args = self.args
+        RUN_DIR.mkdir(exist_ok=True)
+        write_config(self.db, self.port)
+        self.fake.start()
+        if not args.reuse_db:
+            create_db(self.db, queue_job=False)
+        self.autovacuum = sql(self.db, "SHOW autovacuum")[0][0]
+        self.vacuum_stand_in = {"auto": self.autovacuum != "on", "on": True, "off": False}[args.vacuum]
+        if self.vacuum_stand_in:
+            log(f"PostgreSQL autovacuum is {self.autovacuum}: the bench plays it (--vacuum {args.vacuum})")
+        self.ids = odoo_shell(self.db, f"FAKE_URL = {self.fake.base_url!r}\nSIGNING_SECRET = {SIGNING_SECRET!r}\n"
+                                       f"CRONS = {list(WORKER_CRONS)!r}\n" + SETUP)
+        self.notes.append(wait_ingest())
+        self.load_start = uptime()
+        log(f"load before measuring: {self.load_start}")
+        t_all = time.monotonic()
+        try:
+            self.server = start_server(self.db, self.port, "drain", "base,web", 2, odoo_limits=True)
+            self.results["drain_small"] = self.run_drain(args.drain_small)
+            self.results["drain_large"] = self.run_drain(args.drain_large)
+        finally:
+            stop_server(self.server)
+            self.fake.stop()
+        self.total_s = time.monotonic() - t_all
+        self.load_end = uptime()
+        dump = RUN_DIR / "bench_processing-drain-results.json"
+        dump.write_text(json.dumps(self.results, indent=2, default=str))
+        log(f"raw results: {dump}")
+        small, large = self.results["drain_small"], self.results["drain_large"]
+        ratio = large["rate"] / small["rate"] if small["rate"] else float("nan")
+        log_text = (RUN_DIR / "bench_processing-drain.log").read_text(errors="replace")
+        killed = len(re.findall(r"timeout after \d+s|virtual real time limit|CPU time limit", log_text))
+        print()
+        print("=" * 100)
+        print("ps-hub processing benchmark: backlog drain")
+        print("=" * 100)
+        cpu = cpu_model() or platform.processor() or "?"
+        print(f"machine      : {platform.node()}  nproc={os.cpu_count()}  cpu={cpu}")
+        print(f"python/odoo  : {platform.python_version()}  {odoo_root()}")
+        print(f"load (start) : {self.load_start}")
+        print(f"load (end)   : {self.load_end}")
+        print(f"ingest bench : {'; '.join(self.notes)}")
+        print(f"settings     : db={self.db} reuse_db={args.reuse_db}; server --workers=2 --max-cron-threads=2, "
+              "Odoo's default time limits (real 120 s, CPU 60 s), no ODOO_NOTIFY_CRON_CHANGES; 2 worker crons, "
+              f"batch 50; crons triggered once per backlog; measured part {self.total_s:.0f} s")
+        stand_in = (f"played by the bench: VACUUM (ANALYZE) {', '.join(DRAIN_TABLES)} before each drain (not "
+                    f"timed) and every {AUTOVACUUM_NAPTIME:.0f} s during it (timed)" if self.vacuum_stand_in
+                    else "not played by the bench")
+        print(f"autovacuum   : PostgreSQL autovacuum={self.autovacuum}; {stand_in}")
+        print()
+        print(f"{'backlog':>8} {'done':>8} {'seconds':>9} {'ev/s':>8} {'idle s':>8} {'gaps':>5} {'max gap':>8} "
+              f"{'1st done':>8}  states")
+        for res in (small, large):
+            print(f"{res['n']:>8} {res['done']:>8} {res['elapsed']:>9.1f} {res['rate']:>8.1f} {res['idle_s']:>8.1f} "
+                  f"{res['idle_gaps']:>5} {res['max_gap_s']:>8.1f} {res['first_done_s']:>8.1f}  {res['states']}"
+                  f"{' TRUNCATED' if res['truncated'] else ''}")
+        if large["vacuums_s"]:
+            print(f"vacuum rounds during the large drain: {len(large['vacuums_s'])}, "
+                  f"{sum(large['vacuums_s']):.1f} s in all")
+        print(f"ratio large/small = {ratio:.2f}x   goal >= {DRAIN_GOAL}x   {'PASS' if ratio >= DRAIN_GOAL else 'FAIL'}")
+        print(f"workers killed or over a limit (server log): {killed}")
+        print("=" * 100)
 
     # -------------------------------------------------------------- queue_job
 
@@ -673,8 +824,20 @@ def main() -> None:
     parser.add_argument("--deals", type=int, default=1000, help="closed-won deals (default 1000)")
     parser.add_argument("--db", default="ps_hub_bench_proc")
     parser.add_argument("--reuse-db", action="store_true", help="skip the install (the data setup still runs)")
+    parser.add_argument("--drain", action="store_true",
+                        help="only the backlog drain: --drain-large events vs --drain-small (db ps_hub_bench_drain)")
+    parser.add_argument("--drain-small", type=int, default=5000, help="small backlog (default 5000)")
+    parser.add_argument("--drain-large", type=int, default=200_000, help="large backlog (default 200000)")
+    parser.add_argument("--vacuum", choices=("auto", "on", "off"), default="auto",
+                        help="drain: VACUUM (ANALYZE) as autovacuum would, when PostgreSQL's is off (auto, "
+                             "the default), always (on) or never (off)")
     args = parser.parse_args()
-    Bench(args).run()
+    if args.drain:
+        if args.db == parser.get_default("db"):
+            args.db = "ps_hub_bench_drain"
+        Bench(args).run_drain_mode()
+    else:
+        Bench(args).run()
 
 
 if __name__ == "__main__":

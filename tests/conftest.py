@@ -191,6 +191,23 @@ def odoo_script(odoo_process):
     return run
 
 
+_ODOO_BIN: list[Path | None] = []
+
+
+def odoo_launcher() -> list[str]:
+    """What follows ``sys.executable`` to start an Odoo server: odoo-bin when there is one.
+
+    In prefork mode Odoo respawns its gevent process as ``[sys.executable, sys.argv[0], ...]``;
+    under ``-m odoo`` that is odoo/__main__.py, which fails and is respawned in a loop.
+    """
+    if not _ODOO_BIN:
+        code = "import os, odoo.release as r; print(os.path.dirname(os.path.dirname(r.__file__)))"
+        root = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        odoo_bin = Path(root.stdout.strip()) / "odoo-bin"
+        _ODOO_BIN.append(odoo_bin if odoo_bin.is_file() else None)
+    return [str(_ODOO_BIN[0])] if _ODOO_BIN[0] else ["-m", "odoo"]
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -203,17 +220,23 @@ def get_free_port():
 
 
 class OdooServer:
-    """``python3 -m odoo server`` on the proc db, in its own process group."""
+    """``odoo server`` on the proc db, in its own process group.
+
+    Threaded (``python3 -m odoo``) unless ``extra`` asks for ``--workers``: then prefork,
+    started with odoo-bin and a gevent port of its own.
+    """
 
     def __init__(self, config_path: str, db: str, log_name: str, *extra: str):
         self.port = free_port()
         RUN_DIR.mkdir(exist_ok=True)
         self.log_path = RUN_DIR / log_name
         self.log_path.unlink(missing_ok=True)
+        prefork = any(arg.startswith("--workers=") and arg != "--workers=0" for arg in extra)
+        launcher = odoo_launcher() if prefork else ["-m", "odoo"]
         self.args = [
-            sys.executable, "-m", "odoo", "server", "-c", config_path, "-d", db, f"--db-filter=^{db}$",
+            sys.executable, *launcher, "server", "-c", config_path, "-d", db, f"--db-filter=^{db}$",
             "--http-interface=127.0.0.1", f"--http-port={self.port}", f"--logfile={self.log_path}",
-            *extra,
+            *([f"--gevent-port={free_port()}"] if prefork else []), *extra,
         ]
         self.proc: subprocess.Popen | None = None
 

@@ -104,7 +104,10 @@ class PsHubEvent(models.Model):
     ctx_currency = fields.Char("Currency", readonly=True)
 
     _idempotency_unique = models.UniqueIndex("(connector_id, direction, idempotency_key)")
-    _claim_idx = models.Index("(next_attempt_at, id) WHERE state IN ('pending', 'retry')")
+    # direction is in the predicate so that the claim (ORDER BY next_attempt_at, id LIMIT n)
+    # reads this index in order whatever the statistics say: a backlog queued faster than
+    # autovacuum analyzes the table otherwise got a plan that filters and sorts all of it
+    _claim_idx = models.Index("(next_attempt_at, id) WHERE state IN ('pending', 'retry') AND direction = 'in'")
     _ordering_idx = models.Index(
         "(connector_id, ordering_key, id) WHERE state IN ('pending', 'retry', 'processing')"
     )
