@@ -14,6 +14,17 @@ class Q2CMixin(HubCaseMixin):
     """Legal entities, products and fake CRMs for the closed-won flows."""
 
     @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.setup_q2c()
+
+    def setUp(self):
+        super().setUp()
+        # every test starts from the vendors' default data, whatever the one before changed
+        self.fake_hubspot.reset()
+        self.fake_salesforce.reset()
+
+    @classmethod
     def setup_q2c(cls):
         cls.setup_hub()
         cls.fake_hubspot = FakeHubSpot(token="pat-test-token").start()

@@ -14,16 +14,6 @@ from .common import Q2CMixin
 
 @tagged("post_install", "-at_install")
 class TestHubSpotClosedWon(Q2CMixin, TransactionCase):
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.setup_q2c()
-
-    def setUp(self):
-        super().setUp()
-        self.fake_hubspot.reset()
-        self.fake_salesforce.reset()
-
     def deliver_fixture(self):
         events, _dup = self.enqueue(self.hubspot, load_fixture("hubspot/webhook_deal_closedwon.json").encode())
         self.process()
@@ -167,15 +157,6 @@ class TestHubSpotClosedWon(Q2CMixin, TransactionCase):
 
 @tagged("post_install", "-at_install")
 class TestHubSpotCompanySync(Q2CMixin, TransactionCase):
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.setup_q2c()
-
-    def setUp(self):
-        super().setUp()
-        self.fake_hubspot.reset()
-
     def change(self, event_id, prop, value, company_id=5500071):
         events, _dup = self.enqueue(self.hubspot, [{
             "eventId": event_id, "subscriptionType": "company.propertyChange", "objectId": company_id,
@@ -248,11 +229,6 @@ class TestHubSpotCompanySync(Q2CMixin, TransactionCase):
 
 @tagged("post_install", "-at_install")
 class TestSalesforceClosedWon(Q2CMixin, TransactionCase):
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.setup_q2c()
-
     def test_won_opportunity_becomes_order_in_usd(self):
         body = load_fixture("salesforce/outbound_message_opportunity.xml").encode()
         events, _dup = self.enqueue(self.salesforce, body)
@@ -280,11 +256,6 @@ class TestSalesforceClosedWon(Q2CMixin, TransactionCase):
 
 @tagged("post_install", "-at_install")
 class TestClosedWonOverHttp(Q2CMixin, HttpCase):
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.setup_q2c()
-
     def test_signed_webhook_to_project(self):
         body = load_fixture("hubspot/webhook_deal_closedwon.json").encode()
         # HubSpot signs the URL of the app's webhook settings: the public one, behind the proxy

@@ -125,15 +125,6 @@ class TestCustomerLock(TransactionCase):
 
 @tagged("post_install", "-at_install")
 class TestCompanyWebhookMatching(Q2CMixin, TransactionCase):
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.setup_q2c()
-
-    def setUp(self):
-        super().setUp()
-        self.fake_hubspot.reset()
-
     def company_event(self, kind, company_id, event_id, prop=None, value=None):
         payload = {"eventId": event_id, "subscriptionType": f"company.{kind}", "objectId": company_id,
                    "occurredAt": 1763632800000 + event_id}

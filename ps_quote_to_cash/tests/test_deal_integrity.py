@@ -13,16 +13,6 @@ def closed_won(event_id, deal_id):
 
 
 class DealCase(Q2CMixin, TransactionCase):
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.setup_q2c()
-
-    def setUp(self):
-        super().setUp()
-        self.fake_hubspot.reset()
-        self.fake_salesforce.reset()
-
     def close(self, *deal_ids, base=700):
         events, _dup = self.enqueue(self.hubspot, [closed_won(base + i, d) for i, d in enumerate(deal_ids)])
         self.process()

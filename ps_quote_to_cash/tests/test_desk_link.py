@@ -13,14 +13,9 @@ class TestDeskLink(Q2CMixin, TransactionCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.setup_q2c()
         cls.seller = new_test_user(
             cls.env, "q2c_finance", company_id=cls.company.id, company_ids=[cls.company.id],
             groups="ps_integration_hub.group_hub_finance,sales_team.group_sale_salesman_all_leads")
-
-    def setUp(self):
-        super().setUp()
-        self.fake_hubspot.reset()
 
     def test_declared_links(self):
         Event = self.env["ps.hub.event"]

@@ -8,15 +8,6 @@ class TestSalesforcePagination(Q2CMixin, TransactionCase):
     """Salesforce answers a SOQL query in batches (2,000 records by default) and a
     nextRecordsUrl to the next one: an opportunity's products may span several."""
 
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.setup_q2c()
-
-    def setUp(self):
-        super().setUp()
-        self.fake_salesforce.reset()
-
     def test_order_has_the_products_of_every_page(self):
         fake = self.fake_salesforce
         skus = ["PS-CONSULT-TM", "PS-BLUEPRINT-MS", "PS-RETAINER", "PS-DISCOVERY-FF", "PS-CONSULT-TM"]
