@@ -10,6 +10,7 @@ import configparser
 import json
 import os
 import random
+import select
 import signal
 import socket
 import subprocess
@@ -166,6 +167,29 @@ def odoo_process(config_path, proc_db):
         return subprocess.Popen([sys.executable, "-c", script], text=True, cwd=REPO_ROOT, **popen_kwargs)
 
     return start
+
+
+@pytest.fixture(scope="session")
+def wait_ready():
+    """Wait until a worker started with ``odoo_process`` prints READY; kill it and show its log if not."""
+
+    def wait(proc: subprocess.Popen, log, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ready, _w, _x = select.select([proc.stdout], [], [], 1)
+            if ready:
+                line = proc.stdout.readline()
+                if line.strip() == "READY":
+                    return
+                if not line:
+                    break
+            if proc.poll() is not None:
+                break
+        proc.kill()
+        log.seek(0)
+        raise AssertionError(f"worker did not start:\n{log.read()[-4000:]}")
+
+    return wait
 
 
 @pytest.fixture(scope="session")

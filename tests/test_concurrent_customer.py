@@ -10,9 +10,7 @@ other one just created, and makes a second one (or fails on the binding's unique
 
 import json
 import random
-import select
 import subprocess
-import time
 
 N_DEALS = 8
 
@@ -35,25 +33,9 @@ emit("done")
 """
 
 
-def _wait_ready(proc: subprocess.Popen, log, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _w, _x = select.select([proc.stdout], [], [], 1)
-        if ready:
-            line = proc.stdout.readline()
-            if line.strip() == "READY":
-                return
-            if not line:
-                break
-        if proc.poll() is not None:
-            break
-    proc.kill()
-    log.seek(0)
-    raise AssertionError(f"worker did not start:\n{log.read()[-4000:]}")
-
-
 def test_two_workers_create_one_new_customer_once(
     db, odoo_script, odoo_process, fake_hubspot, hub_connector, q2c_product, closed_won, tmp_path, event_rows,
+    wait_ready,
 ):
     base = random.randint(100, 899) * 10_000_000
     vat = f"NL{random.randint(10**8, 10**9 - 1)}B01"
@@ -90,7 +72,7 @@ def test_two_workers_create_one_new_customer_once(
             log = (tmp_path / f"worker{n}.log").open("w+")
             workers.append((odoo_process(WORKER % {"cid": cid}, stdin=subprocess.PIPE, stderr=log), log))
         for proc, log in workers:
-            _wait_ready(proc, log, timeout=90)
+            wait_ready(proc, log, timeout=90)
         for proc, _log in workers:
             proc.stdin.write("GO\n")
             proc.stdin.flush()

@@ -7,7 +7,6 @@ Each process records the ids its ``_hub_claim`` won.
 """
 
 import json
-import select
 import subprocess
 import time
 from collections import Counter
@@ -43,26 +42,9 @@ emit({"ids": won, "runs": runs})
 """
 
 
-def _wait_ready(proc: subprocess.Popen, log, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _w, _x = select.select([proc.stdout], [], [], 1)
-        if ready:
-            line = proc.stdout.readline()
-            if line.strip() == "READY":
-                return
-            if not line:
-                break
-        if proc.poll() is not None:
-            break
-    proc.kill()
-    log.seek(0)
-    raise AssertionError(f"worker did not start:\n{log.read()[-4000:]}")
-
-
 def test_two_workers_process_each_event_once(
     db, odoo_script, odoo_process, fake_hubspot, hub_connector, add_deals, closed_won, tmp_path,
-    event_rows, assert_one_order_per_deal,
+    event_rows, assert_one_order_per_deal, wait_ready,
 ):
     deal_ids = add_deals(fake_hubspot, N_EVENTS)
     connector = hub_connector(fake_hubspot.base_url, "HubSpot concurrent workers")
@@ -89,7 +71,7 @@ def test_two_workers_process_each_event_once(
             log = (tmp_path / f"worker{n}.log").open("w+")
             workers.append((odoo_process(WORKER % {"batch": BATCH}, stdin=subprocess.PIPE, stderr=log), log))
         for proc, log in workers:
-            _wait_ready(proc, log, timeout=90)
+            wait_ready(proc, log, timeout=90)
         started = time.monotonic()
         for proc, _log in workers:  # both go
             proc.stdin.write("GO\n")
