@@ -15,6 +15,7 @@
         "data/ir_cron.xml",
         "views/ps_hub_connector_views.xml",
         "views/ps_hub_event_views.xml",
+        "views/ps_hub_event_type_views.xml",
         "views/ps_hub_binding_views.xml",
         "views/ps_hub_audit_log_views.xml",
         "wizards/ps_hub_event_action_wizard_views.xml",

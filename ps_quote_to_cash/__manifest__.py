@@ -8,7 +8,10 @@
     "author": "ps-hub",
     "website": "https://example.com/ps-hub",
     "depends": ["ps_integration_hub", "sale_project"],
-    "data": ["security/ir.model.access.csv"],
+    "data": [
+        "security/ir.model.access.csv",
+        "data/ps_hub_event_type_data.xml",
+    ],
     "demo": ["demo/ps_quote_to_cash_demo.xml"],
     "installable": True,
 }

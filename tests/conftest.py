@@ -362,7 +362,7 @@ def hub_connector(odoo_script):
     def make(base_url: str, name: str) -> dict:
         secret = f"hs-client-secret-{random.getrandbits(48):x}"
         values = {
-            "name": name, "system": "hubspot", "environment": "sandbox", "base_url": base_url,
+            "name": name, "system": "hubspot", "environment": "production", "base_url": base_url,
             "auth_type": "bearer", "auth_secret": "pat-proc-test-token", "signing_secret": secret,
             "timeout": 30,
         }

@@ -17,7 +17,7 @@ N_DEALS = 8
 WORKER = """
 import sys, time
 
-Event = env["ps.hub.event"]
+Event = env["ps.hub.engine"]
 print("READY", flush=True)
 sys.stdin.readline()  # the test starts both workers at once
 deadline = time.monotonic() + 150

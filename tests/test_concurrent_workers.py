@@ -17,7 +17,7 @@ BATCH = 10
 WORKER = """
 import sys
 
-Event = type(env["ps.hub.event"])
+Event = type(env["ps.hub.engine"])
 claim = Event._hub_claim
 won = []
 
@@ -34,7 +34,7 @@ sys.stdin.readline()  # the test starts both workers at once
 runs = 0
 while True:
     before = len(won)
-    env["ps.hub.event"]._cron_process_events(limit=%(batch)d)
+    env["ps.hub.engine"]._cron_process_events(limit=%(batch)d)
     runs += 1
     if len(won) == before:
         break

@@ -163,10 +163,33 @@ class PsHubConnector(models.Model):
     signature_failure_count = fields.Integer(readonly=True, copy=False)
     last_signature_failure = fields.Datetime(readonly=True, copy=False)
     event_ids = fields.One2many("ps.hub.event", "connector_id")
+    event_type_activation_ids = fields.One2many(
+        "ps.hub.connector.event.type", "connector_id", "Event Types",
+        help="The event types of this connector's system and whether it processes them. A new "
+             "sandbox connector processes only the types marked to run on sandboxes.",
+    )
     event_count = fields.Integer(compute="_compute_event_stats")
     open_exception_count = fields.Integer(compute="_compute_event_stats")
 
     _inbound_token_unique = models.UniqueIndex("(inbound_token)")
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        connectors = super().create(vals_list)
+        connectors._hub_activate_event_types()
+        return connectors
+
+    def write(self, vals):
+        result = super().write(vals)
+        if "system" in vals:
+            self._hub_activate_event_types()
+        return result
+
+    def _hub_activate_event_types(self):
+        """Give the connectors a setting for each event type of their system."""
+        event_types = self.env["ps.hub.event.type"].sudo().with_context(active_test=False).search(
+            [("system", "in", list(set(self.mapped("system"))))])
+        event_types._hub_activate_on_connectors(self)
     _positive_limits = models.Constraint(
         "CHECK(timeout > 0 AND max_body_bytes > 0 AND retry_max_attempts > 0 "
         "AND retry_backoff_base >= 0 AND retry_backoff_cap >= retry_backoff_base)",

@@ -1,23 +1,14 @@
 import json
 import logging
-import math
 import time
-import traceback
 import uuid
-from collections import defaultdict
 from datetime import timedelta
 
-import psycopg2.errors
-import requests
-
 from odoo import api, fields, models
-from odoo.exceptions import AccessError, UserError, ValidationError
-from odoo.tools import SQL, config
+from odoo.exceptions import AccessError, UserError
+from odoo.tools import SQL
 
-from ..services import budget, parsers
-from ..services.backoff import backoff_delay
-from ..services.errors import HubError, IgnoreEvent, OutOfTime
-from .ir_cron import note_more_work, runner_pass_started
+from ..services import parsers
 
 _logger = logging.getLogger(__name__)
 
@@ -40,17 +31,7 @@ KEPT_HEADERS = (
     "content-type", "user-agent", "x-hubspot-request-timestamp", "x-bamboohr-timestamp",
     "webhook-id", "webhook-timestamp", "x-request-id", "x-forwarded-for",
 )
-TRANSIENT_DB_ERRORS = (
-    psycopg2.errors.SerializationFailure,
-    psycopg2.errors.DeadlockDetected,
-    psycopg2.errors.LockNotAvailable,
-)
-RELEASE = "release"  # outcome of an event a run did not start: back to the queue, uncharged
 _LAST_WAKEUP = 0.0  # monotonic time this process last woke the cron runners
-# business context a handler noted for the exception desk, kept across its rollback
-_NOTED_CONTEXT: dict[tuple[str, int], dict] = {}
-# seconds one event took in this process's recent runs, per database: sizes the claims
-_SECONDS_PER_EVENT: dict[str, float] = {}
 
 
 class PsHubEvent(models.Model):
@@ -69,7 +50,11 @@ class PsHubEvent(models.Model):
     direction = fields.Selection(
         [("in", "Inbound"), ("out", "Outbound")], required=True, default="in", readonly=True,
     )
-    event_type = fields.Char(required=True, index=True, readonly=True)
+    event_type = fields.Char(required=True, index=True, readonly=True, help="The type as the vendor names it.")
+    event_type_id = fields.Many2one(
+        "ps.hub.event.type", "Type", index="btree_not_null", readonly=True, ondelete="set null",
+        help="The declared event type that processes it; empty when no installed module declares one.",
+    )
     external_id = fields.Char(index=True, readonly=True)
     idempotency_key = fields.Char(required=True, readonly=True)
     ordering_key = fields.Char(readonly=True)
@@ -83,6 +68,11 @@ class PsHubEvent(models.Model):
     next_attempt_at = fields.Datetime(readonly=True, default=fields.Datetime.now)
     claimed_at = fields.Datetime(readonly=True)
     claim_token = fields.Char(readonly=True, copy=False)
+    held = fields.Boolean(
+        "Waits Behind Earlier Event", readonly=True, copy=False,
+        help="An earlier event of the same external object is still queued or running: this one "
+             "runs after it. Claims skip held events, so a busy object does not slow the queue.",
+    )
     error_class = fields.Selection(
         [("transient", "Transient"), ("permanent", "Permanent"), ("business", "Business")],
         readonly=True,
@@ -107,7 +97,10 @@ class PsHubEvent(models.Model):
     # direction is in the predicate so that the claim (ORDER BY next_attempt_at, id LIMIT n)
     # reads this index in order whatever the statistics say: a backlog queued faster than
     # autovacuum analyzes the table otherwise got a plan that filters and sorts all of it
-    _claim_idx = models.Index("(next_attempt_at, id) WHERE state IN ('pending', 'retry') AND direction = 'in'")
+    # held events are out of it: the events queued behind a busy object cost a claim nothing
+    _claim_idx = models.Index(
+        "(next_attempt_at, id) WHERE state IN ('pending', 'retry') AND direction = 'in' AND held IS NOT TRUE"
+    )
     _ordering_idx = models.Index(
         "(connector_id, ordering_key, id) WHERE state IN ('pending', 'retry', 'processing')"
     )
@@ -153,33 +146,51 @@ class PsHubEvent(models.Model):
         headers_json = json.dumps(kept)
         correlation_id = uuid.uuid4().hex
         uid = self.env.uid or None
+        type_ids = self.env["ps.hub.event.type"]._hub_type_ids()
         rows = []
         for ev in events:
             malformed = ev.parse_error is not None
+            # an event of an object that already has one queued or running waits behind it
+            held = SQL("FALSE") if malformed or ev.ordering_key is None else SQL(
+                "EXISTS (SELECT 1 FROM ps_hub_event p WHERE p.connector_id = %s AND p.ordering_key = %s "
+                "AND p.direction = 'in' AND p.state IN ('pending', 'retry', 'processing'))",
+                connector.id, ev.ordering_key)
             rows.append(SQL(
-                "(%s, %s, %s, 'in', %s, %s, %s, %s, %s, %s::jsonb, %s, %s::jsonb, %s, %s, %s, %s, "
-                "%s, 0, now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC', %s, %s, "
+                "(%s, %s, %s, 'in', %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s::jsonb, %s, %s, %s, %s, "
+                "%s, 0, now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC', %s, %s, %s, "
                 "now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC')",
-                connector.id, connector.system, connector.company_id.id, ev.event_type[:256], ev.external_id,
+                connector.id, connector.system, connector.company_id.id, ev.event_type[:256],
+                type_ids.get((connector.system, ev.event_type)), ev.external_id,
                 ev.idempotency_key, ev.ordering_key, correlation_id,
                 json.dumps(ev.payload) if ev.payload is not None else None,
                 ev.raw if malformed else None, headers_json,
                 "exception" if malformed else "pending",
                 "permanent" if malformed else None,
                 "malformed" if malformed else None,
-                ev.parse_error, ev.occurred_at, uid, uid,
+                ev.parse_error, ev.occurred_at, held, uid, uid,
             ))
         self.env.cr.execute(SQL(
             "INSERT INTO ps_hub_event (connector_id, system, company_id, direction, event_type, "
-            "external_id, idempotency_key, ordering_key, correlation_id, payload, payload_raw, "
+            "event_type_id, external_id, idempotency_key, ordering_key, correlation_id, payload, payload_raw, "
             "headers, state, error_class, reason, last_error, occurred_at, attempts, "
-            "next_attempt_at, received_at, create_uid, write_uid, create_date, write_date) "
+            "next_attempt_at, received_at, held, create_uid, write_uid, create_date, write_date) "
             "VALUES %s ON CONFLICT (connector_id, direction, idempotency_key) DO NOTHING "
             "RETURNING id, state",
             SQL(", ").join(rows),
         ))
         inserted = self.env.cr.fetchall()
         new_ids = [row[0] for row in inserted]
+        keys = [ev.ordering_key for ev in events if ev.ordering_key is not None]
+        if len(keys) > len(set(keys)) and new_ids:
+            # one statement does not see its own rows: the later events of an object that comes
+            # more than once in this delivery wait behind its first
+            self.env.cr.execute(SQL(
+                "UPDATE ps_hub_event e SET held = EXISTS (SELECT 1 FROM ps_hub_event p "
+                "WHERE p.connector_id = e.connector_id AND p.ordering_key = e.ordering_key "
+                "AND p.direction = 'in' AND p.id < e.id AND p.state IN ('pending', 'retry', 'processing')) "
+                "WHERE e.id IN %s AND e.ordering_key IS NOT NULL AND e.state = 'pending'",
+                tuple(new_ids),
+            ))
         if any(state == "pending" for _id, state in inserted):
             self._hub_trigger_workers()
         return new_ids, len(events) - len(new_ids)
@@ -217,29 +228,7 @@ class PsHubEvent(models.Model):
             _LAST_WAKEUP = time.monotonic()
             self.env.cr.postcommit.add(Cron._notifydb)
 
-    # ------------------------------------------------------------------ handlers
-
-    def _hub_handlers(self) -> dict:
-        """{(system, event_type): callable(event) -> record | None}; modules extend it."""
-        return {}
-
-    def _hub_batch_handlers(self) -> dict:
-        """{(system, event_type): callable(events) -> {event id: record | None | HubError |
-        IgnoreEvent}} for handlers that do many events in one go (one create for many
-        records). A batch handler must have a single-event twin in _hub_handlers: it is
-        used when the batch fails."""
-        return {}
-
-    def _hub_note_context(self, customer=None, reference=None, amount=None, currency=None):
-        """Business context for the exception desk; kept even if the handler fails."""
-        self.ensure_one()
-        noted = _NOTED_CONTEXT.setdefault((self.env.cr.dbname, self.id), {})
-        for key, value in (("ctx_customer", customer), ("ctx_reference", reference),
-                           ("ctx_amount", amount), ("ctx_currency", currency)):
-            if value is not None:
-                noted[key] = value
-
-    # ------------------------------------------------------------------ workers
+    # ------------------------------------------------------------------ settings
 
     @api.model
     def _hub_param(self, name: str, default: int) -> int:
@@ -248,379 +237,6 @@ class PsHubEvent(models.Model):
             return int(value) if value else default
         except ValueError:
             return default
-
-    @api.model
-    def _hub_claim(self, limit: int, token: str) -> list[int]:
-        """Mark up to ``limit`` ready events as processing for ``token``.
-
-        Rows locked by another worker are skipped; an event waits while an earlier event
-        of the same external object is still pending, waiting to retry or processing. An
-        earlier event in exception or dead does not hold the later ones: a person works it
-        on the desk, in their own time, and handlers decide from the vendor's current state,
-        not from the order of the messages.
-        """
-        self.flush_model()
-        self.env.cr.execute(SQL(
-            """
-            UPDATE ps_hub_event SET state = 'processing', claim_token = %(token)s,
-                   claimed_at = statement_timestamp() AT TIME ZONE 'UTC', attempts = attempts + 1
-             WHERE id IN (
-                SELECT e.id FROM ps_hub_event e
-                 WHERE e.state IN ('pending', 'retry') AND e.direction = 'in'
-                   AND e.next_attempt_at <= statement_timestamp() AT TIME ZONE 'UTC'
-                   AND (e.ordering_key IS NULL OR NOT EXISTS (
-                        SELECT 1 FROM ps_hub_event p
-                         WHERE p.connector_id = e.connector_id
-                           AND p.ordering_key = e.ordering_key
-                           AND p.id < e.id
-                           AND p.state IN ('pending', 'retry', 'processing')))
-                 ORDER BY e.next_attempt_at, e.id
-                 LIMIT %(limit)s
-                 FOR UPDATE SKIP LOCKED)
-            RETURNING id
-            """,
-            token=token, limit=limit,
-        ))
-        ids = sorted(row[0] for row in self.env.cr.fetchall())
-        self.invalidate_model(["state", "claim_token", "claimed_at", "attempts"])
-        return ids
-
-    @api.model
-    def _hub_claim_fresh(self, limit: int, token: str, tries: int = 20) -> list[int]:
-        """_hub_claim that survives a concurrent claim (commits between its tries).
-
-        Under REPEATABLE READ, locking a row another worker claimed and committed after this
-        transaction's snapshot raises a serialization failure even with SKIP LOCKED: end
-        the transaction and claim again on a fresh snapshot.
-        """
-        for _try in range(tries):
-            try:
-                with self.env.cr.savepoint(flush=False):
-                    return self._hub_claim(limit, token)
-            except psycopg2.errors.SerializationFailure:
-                self.env["ir.cron"]._commit_progress(0)
-        return []
-
-    @api.model
-    def _hub_reclaim_stale(self) -> int:
-        """Put back events left in processing by a worker that died, after a backoff.
-
-        A live worker holds a row lock on what it processes, so only the rows of a dead
-        one can be locked here (SKIP LOCKED), and only once their lease has passed. The
-        attempt charged at the claim stands, so an event that kills its worker is dead-
-        lettered in the end instead of taking workers down forever; and it waits the
-        connector's backoff like any transient failure, not the next run.
-        """
-        lease = self._hub_param("lease_seconds", 300)
-        self.flush_model()
-        try:
-            with self.env.cr.savepoint(flush=False):
-                self.env.cr.execute(SQL(
-                    """
-                    SELECT e.id, e.attempts, c.retry_max_attempts, c.retry_backoff_base, c.retry_backoff_cap
-                      FROM ps_hub_event e JOIN ps_hub_connector c ON c.id = e.connector_id
-                     WHERE e.state = 'processing'
-                       AND e.claimed_at < statement_timestamp() AT TIME ZONE 'UTC' - make_interval(secs => %s)
-                     ORDER BY e.id
-                       FOR UPDATE OF e SKIP LOCKED
-                    """,
-                    lease,
-                ), log_exceptions=False)
-                stale = self.env.cr.fetchall()
-        except psycopg2.errors.SerializationFailure:
-            return 0  # a worker finished some of them after this snapshot began: the next run looks again
-        if not stale:
-            return 0
-        rows = [
-            SQL("(%s, %s, %s::float)", event_id, "dead" if attempts >= max_attempts else "retry",
-                backoff_delay(attempts, base, cap))
-            for event_id, attempts, max_attempts, base, cap in stale
-        ]
-        self.env.cr.execute(SQL(
-            """
-            UPDATE ps_hub_event e
-               SET state = v.state, error_class = 'transient', reason = 'worker_lost',
-                   last_error = 'The worker processing this event stopped before it finished.',
-                   claim_token = NULL,
-                   next_attempt_at = statement_timestamp() AT TIME ZONE 'UTC' + make_interval(secs => v.delay),
-                   write_date = now() AT TIME ZONE 'UTC'
-              FROM (VALUES %s) AS v(id, state, delay)
-             WHERE e.id = v.id
-            """,
-            SQL(", ").join(rows),
-        ))
-        ids = [row[0] for row in stale]
-        _logger.warning("ps_hub: reclaimed %d event(s) of a lost worker: %s", len(ids), ids)
-        self.invalidate_model()
-        self.env["ps.hub.audit.log"]._hub_log_many([
-            (event, "reclaim", {"state": "processing"}, {"state": event.state, "reason": "worker_lost"})
-            for event in self.browse(ids)
-        ])
-        return len(ids)
-
-    @api.model
-    def _hub_run_budget(self) -> budget.RunBudget:
-        """The deadlines of this run: in a cron runner, well inside Odoo's time limits; none elsewhere."""
-        started = runner_pass_started()
-        if started is None:
-            return budget.unbounded()
-        real_cron = config.get("limit_time_real_cron")
-        return budget.RunBudget(started=started, seconds=budget.usable_seconds(
-            limit_time_real=config.get("limit_time_real") or 0,
-            limit_time_real_cron=-1 if real_cron is None else real_cron,
-            limit_time_cpu=config.get("limit_time_cpu") or 0,
-            prefork=bool(config.get("workers")),
-        ))
-
-    @api.model
-    def _cron_process_events(self, limit: int | None = None):
-        """Cron worker: claim, process and commit batches until the queue is empty or the run's time is up.
-
-        A run ends well inside Odoo's time limits (services/budget.py): it stops claiming,
-        then starting events, then calling vendors, and gives back what it did not start.
-        While work remains it says so and the cron runners are woken for the next run at
-        once, instead of Odoo's 10 loops of a job and a runner's minute of sleep.
-        """
-        cron = self.env["ir.cron"]
-        run = self._hub_run_budget()
-        if not run.can_claim():  # an earlier job of this runner pass used the time
-            note_more_work()
-            cron._commit_progress(0, remaining=1)
-            return
-        batch_size = limit or self._hub_param("batch_size", 50)
-        self._hub_reclaim_stale()
-        cron._commit_progress(0)
-        workers = self
-        if not math.isinf(run.seconds):
-            workers = self.with_context(ps_hub_start_until=run.start_until, ps_hub_call_until=run.call_until)
-        dbname = self.env.cr.dbname
-        while True:
-            if not run.can_claim():
-                note_more_work()
-                cron._commit_progress(0, remaining=1)
-                return
-            size = run.claim_size(batch_size, _SECONDS_PER_EVENT.get(dbname))
-            token = uuid.uuid4().hex
-            claimed = self._hub_claim_fresh(size, token)
-            if not claimed:
-                cron._commit_progress(0, remaining=0)
-                return
-            cron._commit_progress(0, remaining=len(claimed))  # the claim is durable
-            start = time.monotonic()
-            ran = workers._hub_process_claimed(token)
-            if ran:
-                took = (time.monotonic() - start) / len(ran)
-                previous = _SECONDS_PER_EVENT.get(dbname)
-                _SECONDS_PER_EVENT[dbname] = took if previous is None else (previous + took) / 2
-            more = len(claimed) == size or len(ran) < len(claimed)
-            cron._commit_progress(len(ran), remaining=1 if more else 0)
-
-    @api.model
-    def _hub_process_claimed(self, token: str):
-        """Lock and process the events claimed under ``token`` (no commit); return those it ran."""
-        self.env.cr.execute(SQL(
-            "SELECT id FROM ps_hub_event WHERE claim_token = %s AND state = 'processing' "
-            "ORDER BY id FOR UPDATE", token,
-        ))
-        events = self.browse([row[0] for row in self.env.cr.fetchall()])
-        return events._hub_run()
-
-    def _hub_out_of_time(self) -> bool:
-        """This run may start no more events (the deadline comes with the worker's context)."""
-        return time.monotonic() >= self.env.context.get("ps_hub_start_until", math.inf)
-
-    def _hub_run(self):
-        """Run the handlers and record every outcome in one write; return the events it ran.
-
-        Events with a batch handler are first handled together in one savepoint (one
-        create for many records); if that batch fails, each of them is handled alone, so
-        one bad event never takes the others down. The rest run one savepoint each.
-        Events the run has no time left for are given back to the queue (_hub_release).
-        """
-        events = self.with_context(tracking_disable=True, mail_notrack=True)
-        handlers, batch_handlers = self._hub_handlers(), self._hub_batch_handlers()
-        outcomes = {}
-        groups = defaultdict(list)
-        for event in events:
-            if (event.system, event.event_type) in batch_handlers:
-                groups[event.system, event.event_type].append(event.id)
-        for key, ids in groups.items():
-            if not self._hub_out_of_time():
-                outcomes.update(events.browse(ids)._hub_run_batch(batch_handlers[key]))
-        for event in events:
-            if event.id not in outcomes:
-                if event._hub_out_of_time():
-                    outcomes[event.id] = {"state": RELEASE}
-                    continue
-                start, started_at = time.perf_counter(), fields.Datetime.now()
-                outcome = event._hub_run_one(handlers)
-                outcome.update(duration_ms=(time.perf_counter() - start) * 1000, started_at=started_at)
-                outcomes[event.id] = outcome
-        for event_id, outcome in outcomes.items():
-            outcome.update(_NOTED_CONTEXT.pop((self.env.cr.dbname, event_id), {}))
-        released = {event_id for event_id, outcome in outcomes.items() if outcome["state"] == RELEASE}
-        self._hub_write_outcomes([(event, outcomes[event.id]) for event in events if event.id not in released])
-        self.browse(sorted(released))._hub_release()
-        return self.filtered(lambda event: event.id not in released)
-
-    def _hub_run_batch(self, batch_handler) -> dict:
-        """{event id: outcome} of a batch handler, or {} when the batch must be run one by one."""
-        start, started_at = time.perf_counter(), fields.Datetime.now()
-        try:
-            with self.env.cr.savepoint():
-                results = batch_handler(self)
-        except Exception as exc:  # noqa: BLE001 - each event is retried alone, which classifies it
-            _logger.info("ps_hub: batch of %d events failed (%s), running them one by one", len(self), exc)
-            return {}
-        duration = (time.perf_counter() - start) * 1000 / max(len(self), 1)
-        outcomes = {}
-        for event in self:
-            result = results.get(event.id)
-            if isinstance(result, OutOfTime):
-                outcome = {"state": RELEASE}
-            elif isinstance(result, IgnoreEvent):
-                outcome = {"state": "ignored", "reason": "not_applicable", "ignore_reason": result.reason}
-            elif isinstance(result, HubError):
-                outcome = event._hub_failure(result.error_class, result.reason, str(result),
-                                             getattr(result, "retry_after", None))
-            else:
-                outcome = event._hub_success(result)
-            outcomes[event.id] = dict(outcome, duration_ms=duration, started_at=started_at)
-        return outcomes
-
-    def _hub_success(self, record) -> dict:
-        result = {"state": "done", "error_class": False, "reason": False, "last_error": False}
-        if record:
-            record.ensure_one()
-            result.update(res_model=record._name, res_id=record.id)
-        return result
-
-    def _hub_run_one(self, handlers) -> dict:
-        handler = handlers.get((self.system, self.event_type))
-        if handler is None:
-            return {"state": "ignored", "reason": "no_handler",
-                    "ignore_reason": f"No handler for {self.system} event {self.event_type}."}
-        try:
-            with self.env.cr.savepoint():
-                record = handler(self)
-        except IgnoreEvent as exc:
-            return {"state": "ignored", "reason": "not_applicable", "ignore_reason": exc.reason}
-        except OutOfTime:
-            return {"state": RELEASE}
-        except HubError as exc:
-            return self._hub_failure(exc.error_class, exc.reason, str(exc),
-                                     getattr(exc, "retry_after", None))
-        except psycopg2.errors.UniqueViolation as exc:
-            return self._hub_unique_violation(exc)
-        except TRANSIENT_DB_ERRORS as exc:
-            return self._hub_failure("transient", "database_conflict", str(exc).strip())
-        except requests.RequestException as exc:
-            return self._hub_failure("transient", "network", f"{exc.__class__.__name__}: {exc}")
-        except (UserError, ValidationError, AccessError) as exc:
-            return self._hub_failure("business", "rejected_by_odoo", str(exc))
-        except Exception as exc:
-            _logger.exception("ps_hub: handler of event %s crashed", self.id)
-            return self._hub_failure(
-                "permanent", "handler_crash",
-                f"{exc.__class__.__name__}: {exc}\n\n{traceback.format_exc(limit=8)}",
-            )
-        return self._hub_success(record)
-
-    def _hub_unique_violation(self, exc: psycopg2.errors.UniqueViolation) -> dict:
-        """A unique violation at the first attempt is likely another worker creating the same
-        record (two deals of one new customer), which this transaction's snapshot cannot see:
-        retried. Met again, it is in the data (a stale binding, two external records for one
-        Odoo record): no retry cures that, a person must."""
-        constraint = exc.diag.constraint_name or "a unique constraint"
-        error = str(exc).strip()
-        if self.attempts <= 1:
-            return self._hub_failure("transient", "database_conflict", f"unique violation on {constraint}: {error}")
-        return self._hub_failure(
-            "permanent", "unique_violation",
-            f"unique violation on {constraint}, again after a retry: {error}\n\nWhat this event would create "
-            "already exists (a stale binding, or two external records for one Odoo record): fix or remove "
-            "the existing record or binding, then retry.",
-        )
-
-    def _hub_failure(self, error_class, reason, message, retry_after=None) -> dict:
-        connector = self.connector_id
-        result = {"error_class": error_class, "reason": reason, "last_error": message}
-        if error_class != "transient":
-            result["state"] = "exception"
-        elif self.attempts >= connector.retry_max_attempts:
-            result["state"] = "dead"
-        else:
-            delay = backoff_delay(self.attempts, connector.retry_backoff_base,
-                                  connector.retry_backoff_cap)
-            delay = max(delay, retry_after or 0)
-            result["state"] = "retry"
-            result["next_attempt_at"] = fields.Datetime.now() + timedelta(seconds=delay)
-        return result
-
-    def _hub_release(self):
-        """Give back claimed events the run had no time for: not charged an attempt, and ready
-        for any worker at once (in their place: a later event of their object still waits)."""
-        if not self:
-            return
-        self.flush_model()
-        self.env.cr.execute(SQL(
-            """
-            UPDATE ps_hub_event
-               SET state = CASE WHEN error_class IS NULL THEN 'pending' ELSE 'retry' END,
-                   attempts = GREATEST(attempts - 1, 0), claim_token = NULL, claimed_at = NULL,
-                   write_date = now() AT TIME ZONE 'UTC'
-             WHERE id IN %s AND state = 'processing'
-            """,
-            tuple(self.ids),
-        ))
-        self.invalidate_recordset(["state", "attempts", "claim_token", "claimed_at"])
-        _logger.info("ps_hub: %d event(s) given back unstarted, the run's time is up", len(self))
-
-    def _hub_write_outcomes(self, outcomes):
-        """One UPDATE and one audit INSERT for the whole batch."""
-        if not outcomes:
-            return
-        self.flush_model()
-        rows, audit = [], []
-        for event, out in outcomes:
-            rows.append(SQL(
-                "(%s, %s, %s, %s, %s, %s, %s, %s::int, %s::timestamp, %s::timestamp, "
-                "%s::float, %s, %s, %s::float, %s)",
-                event.id, out["state"], out.get("error_class") or None, out.get("reason") or None,
-                out.get("last_error") or None, out.get("ignore_reason"), out.get("res_model"), out.get("res_id"),
-                out.get("next_attempt_at"), out["started_at"], out["duration_ms"],
-                out.get("ctx_customer"), out.get("ctx_reference"), out.get("ctx_amount"),
-                out.get("ctx_currency"),
-            ))
-            audit.append((event, "process", {"state": "processing"},
-                          {"state": out["state"], "reason": out.get("reason") or None}))
-        self.env.cr.execute(SQL(
-            """
-            UPDATE ps_hub_event e SET
-                   state = v.state, error_class = v.error_class, reason = v.reason,
-                   last_error = v.last_error, ignore_reason = COALESCE(v.ignore_reason, e.ignore_reason),
-                   res_model = COALESCE(v.res_model, e.res_model), res_id = COALESCE(v.res_id, e.res_id),
-                   next_attempt_at = COALESCE(v.next_attempt_at, e.next_attempt_at),
-                   started_at = v.started_at,
-                   done_at = CASE WHEN v.state IN ('done', 'ignored')
-                                  THEN clock_timestamp() AT TIME ZONE 'UTC' END,
-                   latency_ms = CASE WHEN v.state = 'done' THEN 1000 * EXTRACT(EPOCH FROM
-                                  clock_timestamp() AT TIME ZONE 'UTC' - e.received_at) END,
-                   duration_ms = v.duration_ms,
-                   ctx_customer = COALESCE(v.ctx_customer, e.ctx_customer),
-                   ctx_reference = COALESCE(v.ctx_reference, e.ctx_reference),
-                   ctx_amount = COALESCE(v.ctx_amount, e.ctx_amount),
-                   ctx_currency = COALESCE(v.ctx_currency, e.ctx_currency),
-                   claim_token = NULL, write_date = now() AT TIME ZONE 'UTC', write_uid = %s
-              FROM (VALUES %s) AS v(id, state, error_class, reason, last_error, ignore_reason,
-                   res_model, res_id, next_attempt_at, started_at, duration_ms,
-                   ctx_customer, ctx_reference, ctx_amount, ctx_currency)
-             WHERE e.id = v.id
-            """,
-            self.env.uid, SQL(", ").join(rows),
-        ))
-        self.invalidate_recordset()
-        self.env["ps.hub.audit.log"]._hub_log_many(audit)
 
     # ------------------------------------------------------- exception desk actions
     # The exception desk is the only door for people. Events change through the engine (SQL,
@@ -643,7 +259,7 @@ class PsHubEvent(models.Model):
         help="Its event type declares the records it produces, which Link may point it to.",
     )
 
-    @api.depends("system", "event_type")
+    @api.depends("system", "event_type", "event_type_id")
     def _compute_hub_linkable(self):
         for event in self:
             event.hub_linkable = bool(event._hub_linkable_models())
@@ -728,13 +344,38 @@ class PsHubEvent(models.Model):
                   dict({"state": "pending"}, **(audit_after or {})))
                  for event in self]
         events_sudo = self.sudo()
-        events_sudo.write(dict({
+        values = dict({
             "state": "pending", "attempts": 0, "next_attempt_at": fields.Datetime.now(),
             "error_class": False, "reason": False, "last_error": False, "claim_token": False,
             "done_at": False,
-        }, **(extra or {})))
+        }, **(extra or {}))
+        if "event_type" in values:
+            self.ensure_one()
+            values["event_type_id"] = self.env["ps.hub.event.type"]._hub_type_ids().get(
+                (self.system, values["event_type"]), False)
+        events_sudo.write(values)
+        self._hub_hold_objects()
         self.env["ps.hub.audit.log"]._hub_log_many(audit)
         self._hub_trigger_workers()
+
+    def _hub_hold_objects(self):
+        """Recompute which queued events of these events' objects wait behind another, after a
+        desk action put events back in the queue or took them out of it."""
+        self.flush_recordset()
+        keys = {(event.connector_id.id, event.ordering_key) for event in self if event.ordering_key}
+        if keys:
+            self.env.cr.execute(SQL(
+                """
+                UPDATE ps_hub_event e SET held = EXISTS (
+                       SELECT 1 FROM ps_hub_event p WHERE p.connector_id = e.connector_id
+                          AND p.ordering_key = e.ordering_key AND p.direction = 'in' AND p.id < e.id
+                          AND p.state IN ('pending', 'retry', 'processing'))
+                 WHERE (e.connector_id, e.ordering_key) IN %s AND e.direction = 'in'
+                   AND e.state IN ('pending', 'retry')
+                """,
+                tuple(keys),
+            ))
+            self.invalidate_model(["held"])
 
     def action_retry(self):
         """Queue the events again (bulk-capable: events in other states are left alone)."""
@@ -760,6 +401,7 @@ class PsHubEvent(models.Model):
         # done_at starts the retention clock, as for the events the workers ignore
         events_sudo.write({"state": "ignored", "ignore_reason": reason, "claim_token": False,
                            "done_at": fields.Datetime.now()})
+        events._hub_hold_objects()
         self.env["ps.hub.audit.log"]._hub_log_many(audit)
         for event in events:
             event.message_post(body=self.env._("Ignored: %s", reason))
@@ -792,10 +434,15 @@ class PsHubEvent(models.Model):
 
     def _hub_linkable_models(self) -> dict:
         """{Odoo model: external object type its binding uses, or None} of the records this
-        event's type produces: Link may point the event to those only. Modules that handle
-        an event type declare it (see ps_quote_to_cash); nothing is linkable by default."""
+        event's type produces (declared on the event type): Link may point the event to those
+        only. Nothing is linkable for an event no declared type processes."""
         self.ensure_one()
-        return {}
+        event_type = self.event_type_id or self.env["ps.hub.event.type"].browse(
+            self.env["ps.hub.event.type"]._hub_type_ids().get((self.system, self.event_type)))
+        event_type = event_type.sudo()
+        if not event_type or not event_type.res_model:
+            return {}
+        return {event_type.res_model: event_type.binding_model or None}
 
     def _hub_link_companies(self):
         """The companies a record linked to this event may belong to (besides shared records):

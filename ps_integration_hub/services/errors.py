@@ -6,9 +6,11 @@ class HubError(Exception):
 
     error_class = "permanent"
 
-    def __init__(self, message: str, *, reason: str | None = None):
+    def __init__(self, message: str, *, reason: str | None = None, context: dict | None = None):
         super().__init__(message)
         self.reason = reason or self.__class__.__name__
+        # what the handler knew of the business (customer, reference, amount, currency)
+        self.context = dict(context or {})
 
 
 class TransientError(HubError):
@@ -16,8 +18,9 @@ class TransientError(HubError):
 
     error_class = "transient"
 
-    def __init__(self, message: str, *, reason: str | None = None, retry_after: float | None = None):
-        super().__init__(message, reason=reason or "transient")
+    def __init__(self, message: str, *, reason: str | None = None, retry_after: float | None = None,
+                 context: dict | None = None):
+        super().__init__(message, reason=reason or "transient", context=context)
         self.retry_after = retry_after
 
 
@@ -46,6 +49,7 @@ class BusinessError(HubError):
 class IgnoreEvent(Exception):
     """The event needs no work (a stage change that is not closed-won): ignored."""
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: str, *, context: dict | None = None):
         super().__init__(reason)
         self.reason = reason
+        self.context = dict(context or {})

@@ -19,18 +19,31 @@ def secret_key_patcher(key=TEST_KEY):
 
 
 @contextmanager
-def patched_handler(env, handler, key=("hubspot", "deal.propertyChange")):
-    """Make ``handler`` the only handler of ``key`` (no batch handler of an installed module)."""
-    Model = type(env["ps.hub.event"])
-    single, batch = Model._hub_handlers, Model._hub_batch_handlers
+def patched_handler(env, handler=None, key=("hubspot", "deal.propertyChange"), batch=None):
+    """Make the events of ``key`` (system, code) run on every connector through the record-only
+    handler, patched to call ``handler(event) -> result`` for each event (in a savepoint of its
+    own, as ps.hub.handler.process does) or ``batch(events) -> {event id: result}``.
 
-    def handlers(model):
-        return {**single(model), key: handler}
-
-    def batch_handlers(model):
-        return {k: v for k, v in batch(model).items() if k != key}
-    with patch.object(Model, "_hub_handlers", handlers), patch.object(Model, "_hub_batch_handlers", batch_handlers):
-        yield
+    The event type is declared for the test if no installed module declares it; a declared
+    one (quote-to-cash's deal type) is pointed to the patched handler. Yields the type.
+    """
+    system, code = key
+    EventType = env["ps.hub.event.type"].sudo().with_context(active_test=False)
+    values = {"handler_model_id": env["ir.model"]._get_id("ps.hub.handler.record.only"),
+              "active": True, "run_on_sandbox": True}
+    event_type = EventType.search([("system", "=", system), ("code", "=", code)])
+    if event_type:
+        event_type.write(values)
+    else:
+        event_type = EventType.create(dict(values, name=f"Test {code}", system=system, code=code))
+    event_type._hub_switch(env["ps.hub.connector"].with_context(active_test=False).search([("system", "=", system)]))
+    Model = type(env["ps.hub.handler.record.only"])
+    if batch is not None:
+        patcher = patch.object(Model, "process", lambda model, events: batch(events))
+    else:
+        patcher = patch.object(Model, "_process_one", lambda model, event: handler(event))
+    with patcher:
+        yield event_type
 
 
 class HubCaseMixin:
@@ -76,16 +89,16 @@ class HubCaseMixin:
         ids, duplicates = cls.env["ps.hub.event"]._hub_enqueue(connector, delivery, headers or {})
         return cls.env["ps.hub.event"].browse(ids), duplicates
 
-    def process(self):
+    def process(self, batch_size=100):
         """Claim and process what is ready, like one worker pass, without committing."""
-        Event = self.env["ps.hub.event"]
-        processed = Event.browse()
+        Engine = self.env["ps.hub.engine"]
+        processed = self.env["ps.hub.event"].browse()
         while True:
             token = os.urandom(8).hex()
-            claimed = Event._hub_claim(100, token)
+            claimed = Engine._hub_claim(batch_size, token)
             if not claimed:
                 break
-            processed |= Event._hub_process_claimed(token)
+            processed |= Engine._hub_process_claimed(token)
         processed.invalidate_recordset()
         return processed
 

@@ -41,7 +41,7 @@ class TestClaimConflict(TransactionCase):
         """A's first claim fails on B's commit; on a fresh snapshot it must win the event B left
         (giving up after its tries would return [] too, so [] proves nothing)."""
         ids = self.event_ids()
-        Model = type(self.env["ps.hub.event"])
+        Model = type(self.env["ps.hub.engine"])
         claim, tries = Model._hub_claim, []
 
         def counting_claim(model, limit, token):
@@ -51,13 +51,13 @@ class TestClaimConflict(TransactionCase):
             env_a = api.Environment(cr_a, api.SUPERUSER_ID, {})
             env_b = api.Environment(cr_b, api.SUPERUSER_ID, {})
             cr_a.execute("SELECT count(*) FROM ps_hub_event")  # worker A's snapshot starts here
-            claimed_b = env_b["ps.hub.event"]._hub_claim(2, "worker-b")
+            claimed_b = env_b["ps.hub.engine"]._hub_claim(2, "worker-b")
             cr_b.commit()
             self.assertEqual(claimed_b, ids[:2])
             # A's snapshot still sees them pending: locking them is a serialization failure,
             # which the worker absorbs by claiming again on a fresh snapshot
             with mute_logger("odoo.sql_db"), patch.object(Model, "_hub_claim", counting_claim):
-                self.assertEqual(env_a["ps.hub.event"]._hub_claim_fresh(10, "worker-a"), ids[2:])
+                self.assertEqual(env_a["ps.hub.engine"]._hub_claim_fresh(10, "worker-a"), ids[2:])
             self.assertEqual(len(tries), 2, "the first try met B's claim, the second won")
             cr_a.execute("SELECT claim_token, count(*) FROM ps_hub_event WHERE connector_id = %s GROUP BY 1",
                          [self.connector_id])
@@ -69,8 +69,8 @@ class TestClaimConflict(TransactionCase):
     def test_reclaim_takes_nothing_from_a_live_worker_past_its_lease(self):
         ids = self.event_ids()
         with self.registry.cursor() as cr_worker, self.registry.cursor() as cr_other:
-            worker = api.Environment(cr_worker, api.SUPERUSER_ID, {})["ps.hub.event"]
-            other = api.Environment(cr_other, api.SUPERUSER_ID, {})["ps.hub.event"]
+            worker = api.Environment(cr_worker, api.SUPERUSER_ID, {})["ps.hub.engine"]
+            other = api.Environment(cr_other, api.SUPERUSER_ID, {})["ps.hub.engine"]
             self.assertEqual(worker._hub_claim(10, "slow-worker"), ids)
             self.age_claims(cr_worker, hours=1)  # the worker claimed them longer ago than the lease
             cr_worker.commit()  # the claim is durable, as in _cron_process_events
@@ -84,14 +84,14 @@ class TestClaimConflict(TransactionCase):
     def test_reclaim_takes_a_dead_worker_s_events_after_a_backoff(self):
         ids = self.event_ids()
         with self.registry.cursor() as cr_worker:
-            worker = api.Environment(cr_worker, api.SUPERUSER_ID, {})["ps.hub.event"]
+            worker = api.Environment(cr_worker, api.SUPERUSER_ID, {})["ps.hub.engine"]
             self.assertEqual(worker._hub_claim(10, "dying-worker"), ids)
             self.age_claims(cr_worker, hours=1)
         # the worker's connection locks its rows (as _hub_process_claimed does), then its process dies
         _db, params = sql_db.connection_info_for(self.env.cr.dbname)
         dying = psycopg2.connect(**params)
         with self.registry.cursor() as cr_other:
-            other = api.Environment(cr_other, api.SUPERUSER_ID, {})["ps.hub.event"]
+            other = api.Environment(cr_other, api.SUPERUSER_ID, {})["ps.hub.engine"]
             try:
                 with dying.cursor() as cr:
                     cr.execute("SELECT id FROM ps_hub_event WHERE claim_token = 'dying-worker' FOR UPDATE")
@@ -99,7 +99,7 @@ class TestClaimConflict(TransactionCase):
                 cr_other.rollback()
             finally:
                 dying.close()  # PostgreSQL ends its transaction and releases the rows
-            with mute_logger("odoo.addons.ps_integration_hub.models.ps_hub_event"):
+            with mute_logger("odoo.addons.ps_integration_hub.models.ps_hub_engine"):
                 self.assertEqual(other._hub_reclaim_stale(), len(ids))
         self.assertEqual({i: s[:2] for i, s in self.states().items()}, dict.fromkeys(ids, ("retry", 1)))
         with self.registry.cursor() as cr:

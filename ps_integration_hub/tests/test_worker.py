@@ -8,8 +8,9 @@ from odoo import fields
 from odoo.tests import tagged
 from odoo.tools import mute_logger
 
-from ..models import ps_hub_event
+from ..models import ps_hub_engine
 from ..services import budget
+from ..services import outcome as oc
 from ..services.errors import BusinessError, HubError, IgnoreEvent, TransientError
 from .common import HubCase, patched_handler
 
@@ -35,8 +36,8 @@ class TestWorker(HubCase):
         events, _dup = self.enqueue(self.hubspot, [hs_event(1, 10), hs_event(2, 11)])
 
         def handler(event):
-            event._hub_note_context(customer="Northwind", reference="Deal", amount=5.0, currency="EUR")
-            return self.env["res.partner"].create({"name": f"from {event.external_id}"})
+            partner = self.env["res.partner"].create({"name": f"from {event.external_id}"})
+            return oc.done(partner, {"customer": "Northwind", "reference": "Deal", "amount": 5.0, "currency": "EUR"})
         with self.with_handler(handler):
             self.process()
         self.assertEqual(events.mapped("state"), ["done", "done"])
@@ -52,7 +53,8 @@ class TestWorker(HubCase):
         events, _dup = self.enqueue(self.hubspot, [dict(hs_event(3), subscriptionType="contact.creation")])
         self.process()
         self.assertEqual(events.state, "ignored")
-        self.assertIn("No handler for hubspot event contact.creation", events.ignore_reason)
+        self.assertEqual(events.reason, "no_handler")
+        self.assertIn("No event type is declared for hubspot events contact.creation", events.ignore_reason)
 
     def test_ignore_event(self):
         events, _dup = self.enqueue(self.hubspot, [hs_event(4)])
@@ -68,8 +70,7 @@ class TestWorker(HubCase):
 
         def handler(event):
             self.env["res.partner"].create({"name": "half-done partner"})
-            event._hub_note_context(customer="Context survives")
-            raise BusinessError("SKU X missing", reason="missing_product")
+            raise BusinessError("SKU X missing", reason="missing_product", context={"customer": "Context survives"})
         with self.with_handler(handler):
             self.process()
         self.assertEqual((events.state, events.error_class, events.reason),
@@ -129,21 +130,21 @@ class TestWorker(HubCase):
 
         def handler(event):
             raise ZeroDivisionError("bug")
-        with self.with_handler(handler), mute_logger("odoo.addons.ps_integration_hub.models.ps_hub_event"):
+        with self.with_handler(handler), mute_logger("odoo.addons.ps_integration_hub.models.ps_hub_engine"):
             self.process()
         self.assertEqual((events.state, events.reason), ("exception", "handler_crash"))
         self.assertIn("ZeroDivisionError", events.last_error)
 
-    def test_ordering_key_serialises_one_object(self):
+    def test_events_of_one_object_are_claimed_together_and_run_in_order(self):
         events, _dup = self.enqueue(self.hubspot, [hs_event(9, 77), hs_event(10, 77), hs_event(11, 78)])
+        self.assertEqual(events.mapped("held"), [False, True, False], "the second event of object 77 waits")
         seen = []
+        Engine = self.env["ps.hub.engine"]
         with self.with_handler(lambda event: seen.append(event.id)):
-            claimed = self.env["ps.hub.event"]._hub_claim(10, "tok")
-            self.assertEqual(claimed, [events[0].id, events[2].id], "the second event of object 77 waits")
-            self.env["ps.hub.event"]._hub_process_claimed("tok")
-            self.assertEqual(self.env["ps.hub.event"]._hub_claim(10, "tok2"), [events[1].id])
-            self.env["ps.hub.event"]._hub_process_claimed("tok2")
-        self.assertEqual(seen, [events[0].id, events[2].id, events[1].id])
+            self.assertEqual(Engine._hub_claim(10, "tok"), events.ids, "it comes with the first")
+            Engine._hub_process_claimed("tok")
+        self.assertEqual(seen, events.ids)
+        self.assertEqual(events.mapped("state"), ["done"] * 3)
 
     def test_duplicate_delivery_not_stored_twice(self):
         events, dup = self.enqueue(self.hubspot, [hs_event(12), hs_event(12)])
@@ -163,12 +164,12 @@ class TestWorker(HubCase):
 
     def test_stale_processing_is_reclaimed(self):
         events, _dup = self.enqueue(self.hubspot, [hs_event(13)])
-        Event = self.env["ps.hub.event"]
+        Event = self.env["ps.hub.engine"]
         self.assertEqual(Event._hub_claim(10, "dead-worker"), events.ids)
         self.assertEqual(Event._hub_reclaim_stale(), 0, "within its lease the claim stands")
         self.env.cr.execute("UPDATE ps_hub_event SET claimed_at = claimed_at - interval '1 hour' WHERE id = %s",
                             [events.id])
-        with mute_logger("odoo.addons.ps_integration_hub.models.ps_hub_event"):
+        with mute_logger("odoo.addons.ps_integration_hub.models.ps_hub_engine"):
             self.assertEqual(Event._hub_reclaim_stale(), 1)
         self.assertEqual((events.state, events.reason), ("retry", "worker_lost"))
         log = self.env["ps.hub.audit.log"].search([("event_id", "=", events.id), ("action", "=", "reclaim")])
@@ -269,7 +270,7 @@ class TestWorker(HubCase):
         events, _dup = self.enqueue(self.hubspot, [hs_event(30, 301), hs_event(31, 302), hs_event(32, 303),
                                                    hs_event(33, 304)])
         events[3].sudo().write({"state": "retry", "error_class": "transient", "reason": "network", "attempts": 2})
-        Event = self.env["ps.hub.event"]
+        Event = self.env["ps.hub.engine"]
         with freeze_time(fields.Datetime.now()) as clock, self.with_handler(slow_vendor(clock, 20)):
             self.assertEqual(Event._hub_claim(10, "slow-vendor"), events.ids)
             ran = Event.with_context(ps_hub_start_until=time.monotonic() + 30)._hub_process_claimed("slow-vendor")
@@ -283,9 +284,7 @@ class TestWorker(HubCase):
 
     def test_vendor_call_at_the_end_of_the_run_gives_the_event_back(self):
         events, _dup = self.enqueue(self.hubspot, [hs_event(34, 305), hs_event(35, 306)])
-        Event = self.env["ps.hub.event"]
-        Model = type(Event)
-        batch_handlers = Model._hub_batch_handlers
+        Event = self.env["ps.hub.engine"]
 
         def read_deals(evts):
             results = {}
@@ -295,10 +294,7 @@ class TestWorker(HubCase):
                 except HubError as exc:
                     results[event.id] = exc
             return results
-
-        def with_batch(model):
-            return {**batch_handlers(model), ("hubspot", "deal.propertyChange"): read_deals}
-        with patch.object(Model, "_hub_batch_handlers", with_batch), \
+        with patched_handler(self.env, batch=read_deals), \
                 patch("requests.request", side_effect=AssertionError("no call may start")):
             Event._hub_claim(10, "late")
             ran = Event.with_context(ps_hub_call_until=time.monotonic() - 1)._hub_process_claimed("late")
@@ -309,7 +305,7 @@ class TestWorker(HubCase):
 
     def test_cron_run_stops_claiming_and_sizes_its_claims_to_its_time(self):
         events, _dup = self.enqueue(self.hubspot, [hs_event(50 + i, 500 + i) for i in range(5)])
-        Event = self.env["ps.hub.event"]
+        Event = self.env["ps.hub.engine"]
         Model, Cron = type(Event), type(self.env["ir.cron"])
         claim, limits, progress = Model._hub_claim, [], []
 
@@ -323,8 +319,8 @@ class TestWorker(HubCase):
         with freeze_time(fields.Datetime.now()) as clock, self.with_handler(slow_vendor(clock, 12)), \
                 patch.object(Model, "_hub_claim", recording_claim), patch.object(Cron, "_commit_progress", no_commit), \
                 patch.object(Model, "_hub_run_budget", lambda model: budget.RunBudget(time.monotonic(), 50)), \
-                patch.dict(ps_hub_event._SECONDS_PER_EVENT, clear=True), \
-                patch.object(ps_hub_event, "note_more_work") as more:
+                patch.dict(ps_hub_engine._SECONDS_PER_EVENT, clear=True), \
+                patch.object(ps_hub_engine, "note_more_work") as more:
             # usable 50 s: claims until 20 s, events start until 30 s
             Event._cron_process_events()
             events.invalidate_recordset()
@@ -340,11 +336,11 @@ class TestWorker(HubCase):
 
     def test_cron_run_after_the_time_of_its_pass_is_spent_claims_nothing(self):
         events, _dup = self.enqueue(self.hubspot, [hs_event(60, 600)])
-        Model, Cron = type(self.env["ps.hub.event"]), type(self.env["ir.cron"])
+        Model, Cron = type(self.env["ps.hub.engine"]), type(self.env["ir.cron"])
         spent = budget.RunBudget(time.monotonic() - 40, 50)  # an earlier job of the pass took 40 s
         with patch.object(Model, "_hub_run_budget", lambda model: spent), \
                 patch.object(Cron, "_commit_progress", lambda *args, **kwargs: float("inf")) as _commit, \
-                patch.object(ps_hub_event, "note_more_work") as more:
-            self.env["ps.hub.event"]._cron_process_events()
+                patch.object(ps_hub_engine, "note_more_work") as more:
+            self.env["ps.hub.engine"]._cron_process_events()
         self.assertEqual(events.state, "pending")
         self.assertEqual(more.call_count, 1)

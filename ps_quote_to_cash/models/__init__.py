@@ -1,4 +1,5 @@
-from . import ps_hub_event
 from . import ps_q2c_customer_lock
 from . import ps_q2c_engagement
-from . import ps_hub_event_link
+from . import ps_q2c_hubspot_company_handler
+from . import ps_q2c_hubspot_deal_handler
+from . import ps_q2c_salesforce_opportunity_handler

@@ -1,5 +1,11 @@
 """HubSpot CRM v3 objects -> canonical engagement."""
 
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+from odoo.addons.ps_integration_hub.services.errors import BusinessError, IgnoreEvent, PermanentError
+
 from .engagement import Contact, Customer, Engagement, Line, domain_of, optional_float
 
 CLOSED_WON = "closedwon"
@@ -98,3 +104,55 @@ def engagement(deal: dict, company: dict, contact: dict | None, line_items: list
         po_number=props.get("po_number"), legal_entity=props.get("legal_entity"),
         payment_terms=props.get("payment_terms"),
     )
+
+
+def read_closed_won(request: Callable[..., Any], deal_id: str, context: dict) -> Engagement:
+    """The deal ``deal_id`` read from HubSpot (its company, contact and line items) as an
+    engagement, when HubSpot says it is closed-won now.
+
+    ``request(method, path, **kwargs)`` calls HubSpot's API (the connector's, which raises
+    the hub's errors); ``context`` receives what is learnt of the deal on the way, for the
+    exception desk, even when the read fails.
+    """
+    try:
+        deal = request(
+            "GET", f"/crm/v3/objects/deals/{deal_id}",
+            params={"associations": "companies,contacts,line_items", "properties": ",".join(DEAL_PROPERTIES)},
+        ).json()
+    except PermanentError as exc:
+        if exc.reason != "remote_not_found":
+            raise
+        raise BusinessError(
+            f"Deal {deal_id} no longer exists in HubSpot (deleted or merged): restore it and retry, "
+            "or ignore this event.", reason="deal_not_found") from None
+    props = deal.get("properties") or {}
+    context.update(reference=props.get("dealname") or context.get("reference"),
+                   currency=props.get("deal_currency_code"), amount=props.get("amount"))
+    # the webhook may be a retry, a replay or an edit of an old change: the deal decides
+    if deal_stage(deal) != CLOSED_WON:
+        raise IgnoreEvent(
+            f"deal {deal_id} is at stage {deal_stage(deal)!r} in HubSpot now, not {CLOSED_WON!r}: "
+            "it is no longer won, so no order is made")
+    company_ids = association_ids(deal, "companies")
+    if not company_ids:
+        raise BusinessError(f"Deal {deal_id} has no associated company: associate one in HubSpot "
+                            "and retry.", reason="missing_customer")
+    company = request("GET", f"/crm/v3/objects/companies/{quote(company_ids[0])}").json()
+    context["customer"] = (company.get("properties") or {}).get("name")
+    contact_ids = association_ids(deal, "contacts")
+    contact = request("GET", f"/crm/v3/objects/contacts/{quote(contact_ids[0])}").json() if contact_ids else None
+    line_ids = association_ids(deal, "line_items")
+    items = []
+    if line_ids:
+        items = request(
+            "POST", "/crm/v3/objects/line_items/batch/read",
+            json={"inputs": [{"id": i} for i in line_ids], "properties": LINE_PROPERTIES},
+        ).json().get("results", [])
+        missing = set(line_ids) - {str(i["id"]) for i in items}
+        if missing:
+            raise BusinessError(f"HubSpot did not return line items {sorted(missing)} of deal {deal_id}.",
+                                reason="missing_line_items")
+    try:
+        return engagement(deal, company, contact, items)
+    except (KeyError, ValueError) as exc:
+        raise PermanentError(f"HubSpot deal {deal_id} cannot be read: {exc}", reason="malformed") from None

@@ -1,6 +1,10 @@
 """Salesforce Opportunity outbound message + REST reads -> canonical engagement."""
 
 import re
+from collections.abc import Callable
+from typing import Any
+
+from odoo.addons.ps_integration_hub.services.errors import BusinessError, IgnoreEvent, PermanentError
 
 from .engagement import Customer, Engagement, Line, domain_of, optional_float, to_float
 
@@ -64,3 +68,47 @@ def engagement(sobject: dict, account: dict, line_items: list[dict]) -> Engageme
         customer=customer, lines=lines, po_number=sobject.get("PO_Number__c"),
         legal_entity=sobject.get("Legal_Entity__c"),
     )
+
+
+def read_won_opportunity(request: Callable[..., Any], opp_id: str, query: str, context: dict) -> Engagement:
+    """The Opportunity ``opp_id``, its Account and its products (``query``, all pages) read over
+    REST as an engagement, when Salesforce says it is won now.
+
+    Outbound messages are unsigned: the message only says where to look. Whether the
+    Opportunity is won, its amount, currency, legal entity and PO come from this read.
+    ``context`` receives what is learnt on the way, for the exception desk.
+    """
+    try:
+        opportunity = request("GET", f"{API}/sobjects/Opportunity/{opp_id}").json()
+    except PermanentError as exc:
+        if exc.reason != "remote_not_found":
+            raise
+        raise BusinessError(
+            f"Opportunity {opp_id} no longer exists in Salesforce (deleted or merged): restore it and retry, "
+            "or ignore this event.", reason="deal_not_found") from None
+    if not is_won(opportunity):
+        raise IgnoreEvent(
+            f"opportunity {opp_id} is not won in Salesforce (IsWon {opportunity.get('IsWon')!r}, stage "
+            f"{opportunity.get('StageName')!r}), whatever the outbound message said: no order is made")
+    amount = opportunity.get("Amount")
+    context.update(reference=opportunity.get("Name") or context.get("reference"),
+                   currency=opportunity.get("CurrencyIsoCode"),
+                   amount=float(amount) if isinstance(amount, (int, float)) else None)
+    account_id = opportunity.get("AccountId")
+    if not account_id:
+        raise BusinessError(f"Opportunity {opp_id} has no account.", reason="missing_customer")
+    try:
+        check_id(account_id)
+    except ValueError as exc:
+        raise PermanentError(str(exc), reason="malformed") from None
+    account = request("GET", f"{API}/sobjects/Account/{account_id}").json()
+    context["customer"] = account.get("Name")
+    answer = request("GET", f"{API}/query", params={"q": query}).json()
+    records = list(answer.get("records", []))
+    while not answer.get("done", True) and answer.get("nextRecordsUrl"):
+        answer = request("GET", answer["nextRecordsUrl"]).json()
+        records.extend(answer.get("records", []))
+    try:
+        return engagement(opportunity, account, records)
+    except (KeyError, ValueError) as exc:
+        raise PermanentError(f"Opportunity {opp_id} cannot be read: {exc}", reason="malformed") from None

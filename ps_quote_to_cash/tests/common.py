@@ -33,6 +33,9 @@ class Q2CMixin(HubCaseMixin):
         cls.addClassCleanup(cls.fake_salesforce.stop)
         cls.hubspot.base_url = cls.fake_hubspot.base_url
         cls.salesforce.base_url = cls.fake_salesforce.base_url
+        # the test connectors are sandboxes that someone allowed to make orders
+        cls.env["ps.hub.event.type"].search([("handler_model", "=like", "ps.q2c.%")])._hub_switch(
+            cls.hubspot | cls.salesforce)
         (cls.env.ref("base.EUR") | cls.env.ref("base.USD")).active = True
         cls.europe = cls.env["res.company"].create({
             "name": "PS Consulting Europe", "currency_id": cls.env.ref("base.EUR").id})

@@ -54,4 +54,5 @@ class TestDeskLink(Q2CMixin, TransactionCase):
         self.assertEqual(wizard.binding_model, "deal")
         wizard.save().action_confirm()
         self.assertEqual((won.state, won._hub_record()), ("done", ours))
-        self.assertEqual(won._q2c_bound_order("deal"), ours, "a replay of the deal finds the order")
+        self.assertEqual(self.env["ps.hub.binding"]._hub_lookup(self.hubspot, "deal", won.external_id), ours,
+                         "a replay of the deal finds the order")

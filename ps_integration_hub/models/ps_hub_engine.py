@@ -1,0 +1,592 @@
+"""The worker engine: claim, run, reclaim and record outcomes of integration events.
+
+The event model stores and shows events; this model works them, as queue_job's runner
+works its ``queue.job`` rows. What an outcome means (the next state, the backoff) is
+plain Python in ``services/outcome.py``.
+
+Events of one external object (same connector and ordering key) run in their order. An
+event waiting behind an earlier active event of its object is ``held``: the claim reads
+only events that are not, so the cost of a claim does not grow with the events queued
+behind a busy object. Once the head of an object is claimed, the events after it are
+claimed with it, and run in order in the same batch.
+"""
+
+import logging
+import math
+import time
+import uuid
+from collections import defaultdict
+
+import psycopg2.errors
+
+from odoo import api, fields, models
+from odoo.tools import SQL, config
+
+from ..services import budget
+from ..services import outcome as oc
+from ..services.backoff import backoff_delay
+from .ir_cron import note_more_work, runner_pass_started
+
+_logger = logging.getLogger(__name__)
+
+# seconds one event took in this process's recent runs, per database: sizes the claims
+_SECONDS_PER_EVENT: dict[str, float] = {}
+ACTIVE = SQL("('pending', 'retry', 'processing')")
+# an earlier event of the same object that is still queued or running
+EARLIER_ACTIVE = SQL(
+    "SELECT 1 FROM ps_hub_event p WHERE p.connector_id = e.connector_id "
+    "AND p.ordering_key = e.ordering_key AND p.direction = 'in' AND p.id < e.id "
+    "AND p.state IN ('pending', 'retry', 'processing')"
+)
+
+
+class _Rerun(Exception):
+    """A batch ran events of an object after one of its events stayed queued: undo, rerun."""
+
+    def __init__(self, ids: set[int]):
+        super().__init__(f"{len(ids)} event(s) ran after an earlier event of their object stayed queued")
+        self.ids = ids
+
+
+class PsHubEngine(models.AbstractModel):
+    _name = "ps.hub.engine"
+    _description = "Integration Event Engine"
+
+    # ------------------------------------------------------------------ cron entry point
+
+    @api.model
+    def _hub_run_budget(self) -> budget.RunBudget:
+        """The deadlines of this run: in a cron runner, well inside Odoo's time limits; none elsewhere."""
+        started = runner_pass_started()
+        if started is None:
+            return budget.unbounded()
+        real_cron = config.get("limit_time_real_cron")
+        return budget.RunBudget(started=started, seconds=budget.usable_seconds(
+            limit_time_real=config.get("limit_time_real") or 0,
+            limit_time_real_cron=-1 if real_cron is None else real_cron,
+            limit_time_cpu=config.get("limit_time_cpu") or 0,
+            prefork=bool(config.get("workers")),
+        ))
+
+    @api.model
+    def _cron_process_events(self, limit: int | None = None):
+        """Cron worker: claim, process and commit batches until the queue is empty or the run's time is up.
+
+        A run ends well inside Odoo's time limits (services/budget.py): it stops claiming,
+        then starting events, then calling vendors, and gives back what it did not start.
+        While work remains it says so and the cron runners are woken for the next run at
+        once, instead of Odoo's 10 loops of a job and a runner's minute of sleep.
+        """
+        cron = self.env["ir.cron"]
+        run = self._hub_run_budget()
+        if not run.can_claim():  # an earlier job of this runner pass used the time
+            note_more_work()
+            cron._commit_progress(0, remaining=1)
+            return
+        batch_size = limit or self.env["ps.hub.event"]._hub_param("batch_size", 50)
+        self._hub_reclaim_stale()
+        self._hub_release_lost_holds()
+        cron._commit_progress(0)
+        engine = self
+        if not math.isinf(run.seconds):
+            engine = self.with_context(ps_hub_start_until=run.start_until, ps_hub_call_until=run.call_until)
+        dbname = self.env.cr.dbname
+        while True:
+            if not run.can_claim():
+                note_more_work()
+                cron._commit_progress(0, remaining=1)
+                return
+            size = run.claim_size(batch_size, _SECONDS_PER_EVENT.get(dbname))
+            token = uuid.uuid4().hex
+            claimed = self._hub_claim_fresh(size, token)
+            if not claimed:
+                cron._commit_progress(0, remaining=0)
+                return
+            cron._commit_progress(0, remaining=len(claimed))  # the claim is durable
+            start = time.monotonic()
+            ran = engine._hub_process_claimed(token)
+            if ran:
+                took = (time.monotonic() - start) / len(ran)
+                previous = _SECONDS_PER_EVENT.get(dbname)
+                _SECONDS_PER_EVENT[dbname] = took if previous is None else (previous + took) / 2
+            more = len(claimed) == size or len(ran) < len(claimed)
+            cron._commit_progress(len(ran), remaining=1 if more else 0)
+
+    # ------------------------------------------------------------------ claim
+
+    @api.model
+    def _hub_claim(self, limit: int, token: str) -> list[int]:
+        """Mark up to ``limit`` ready events as processing for ``token``; return their ids.
+
+        The heads come first: ready events no earlier event of their object holds, in the
+        order they became due, locked with SKIP LOCKED so that concurrent workers share the
+        queue. Each head brings the ready events queued behind it on its object, in order,
+        while the claim has room. An earlier event in exception or dead does not hold the
+        later ones: a person works it on the desk, in their own time, and handlers decide
+        from the vendor's current state, not from the order of the messages.
+        """
+        self.env["ps.hub.event"].flush_model()
+        cr = self.env.cr
+        cr.execute(SQL(
+            """
+            SELECT e.id, e.connector_id, e.ordering_key
+              FROM ps_hub_event e
+             WHERE e.state IN ('pending', 'retry') AND e.direction = 'in' AND e.held IS NOT TRUE
+               AND e.next_attempt_at <= statement_timestamp() AT TIME ZONE 'UTC'
+               AND (e.ordering_key IS NULL OR NOT EXISTS (%(earlier)s))
+             ORDER BY e.next_attempt_at, e.id
+             LIMIT %(limit)s
+               FOR UPDATE SKIP LOCKED
+            """,
+            earlier=EARLIER_ACTIVE, limit=limit,
+        ))
+        heads = cr.fetchall()
+        if not heads:
+            return []
+        followers = defaultdict(list)
+        keyed = [SQL("(%s, %s, %s)", head_id, connector_id, key)
+                 for head_id, connector_id, key in heads if key is not None]
+        if keyed and len(heads) < limit:
+            # the next events of each head's object by id, up to the first one not yet due;
+            # the UPDATE below locks them (no other worker claims them: they are held)
+            cr.execute(SQL(
+                """
+                SELECT h.head_id, f.id, f.next_attempt_at <= statement_timestamp() AT TIME ZONE 'UTC'
+                  FROM (VALUES %(heads)s) AS h(head_id, connector_id, ordering_key)
+                 CROSS JOIN LATERAL (
+                       SELECT f.id, f.next_attempt_at FROM ps_hub_event f
+                        WHERE f.connector_id = h.connector_id AND f.ordering_key = h.ordering_key
+                          AND f.id > h.head_id AND f.direction = 'in'
+                          AND f.state IN ('pending', 'retry')
+                        ORDER BY f.id
+                        LIMIT %(limit)s) f
+                 ORDER BY h.head_id, f.id
+                """,
+                heads=SQL(", ").join(keyed), limit=limit - len(heads),
+            ))
+            for head_id, follower_id, ready in cr.fetchall():
+                followers[head_id].append((follower_id, ready))
+        wanted = []
+        for head_id, _connector_id, _key in heads:
+            if len(wanted) >= limit:
+                break
+            wanted.append(head_id)
+            for follower_id, ready in followers.get(head_id, ()):
+                if not ready or len(wanted) >= limit:
+                    break
+                wanted.append(follower_id)
+        cr.execute(SQL(
+            """
+            UPDATE ps_hub_event SET state = 'processing', claim_token = %(token)s, held = FALSE,
+                   claimed_at = statement_timestamp() AT TIME ZONE 'UTC', attempts = attempts + 1
+             WHERE id IN %(ids)s AND state IN ('pending', 'retry')
+            RETURNING id
+            """,
+            token=token, ids=tuple(wanted),
+        ))
+        ids = sorted(row[0] for row in cr.fetchall())
+        self.env["ps.hub.event"].invalidate_model(["state", "claim_token", "claimed_at", "attempts", "held"])
+        return ids
+
+    @api.model
+    def _hub_claim_fresh(self, limit: int, token: str, tries: int = 20) -> list[int]:
+        """_hub_claim that survives a concurrent claim (commits between its tries).
+
+        Under REPEATABLE READ, locking a row another worker claimed and committed after this
+        transaction's snapshot raises a serialization failure even with SKIP LOCKED: end
+        the transaction and claim again on a fresh snapshot.
+        """
+        for _try in range(tries):
+            try:
+                with self.env.cr.savepoint(flush=False):
+                    return self._hub_claim(limit, token)
+            except psycopg2.errors.SerializationFailure:
+                self.env["ir.cron"]._commit_progress(0)
+        return []
+
+    # ------------------------------------------------------------------ holds
+
+    @api.model
+    def _hub_hold_next(self, keys) -> None:
+        """Recompute ``held`` for the first queued event of each (connector id, ordering key).
+
+        After events of an object leave the queue (or come back to it), the first one still
+        queued is the object's new head: released if nothing earlier is active, held if
+        something is. A concurrent change of that row is left to the next run's
+        _hub_release_lost_holds.
+        """
+        keys = sorted({key for key in keys if key[1] is not None})
+        if not keys:
+            return
+        try:
+            with self.env.cr.savepoint(flush=False):
+                self.env.cr.execute(SQL(
+                    """
+                    UPDATE ps_hub_event e SET held = EXISTS (%(earlier)s)
+                     WHERE e.id IN (
+                           SELECT DISTINCT ON (q.connector_id, q.ordering_key) q.id FROM ps_hub_event q
+                            WHERE (q.connector_id, q.ordering_key) IN (VALUES %(keys)s)
+                              AND q.direction = 'in' AND q.state IN ('pending', 'retry')
+                            ORDER BY q.connector_id, q.ordering_key, q.id)
+                    """,
+                    earlier=EARLIER_ACTIVE, keys=SQL(", ").join(SQL("(%s, %s)", *key) for key in keys),
+                ), log_exceptions=False)
+        except (psycopg2.errors.SerializationFailure, psycopg2.errors.LockNotAvailable):
+            _logger.info("ps_hub: the next events of %d object(s) changed meanwhile; the next run releases them",
+                         len(keys))
+        self.env["ps.hub.event"].invalidate_model(["held"])
+
+    @api.model
+    def _hub_release_lost_holds(self) -> int:
+        """Release the held events no earlier active event holds any more.
+
+        A delivery stored while the last queued event of its object was finishing in another
+        transaction is held with no one left to release it: found here, at each run.
+        """
+        try:
+            with self.env.cr.savepoint(flush=False):
+                self.env.cr.execute(SQL(
+                    """
+                    UPDATE ps_hub_event e SET held = FALSE
+                     WHERE e.id IN (
+                           SELECT DISTINCT ON (q.connector_id, q.ordering_key) q.id FROM ps_hub_event q
+                            WHERE q.held AND q.direction = 'in' AND q.state IN ('pending', 'retry')
+                            ORDER BY q.connector_id, q.ordering_key, q.id)
+                       AND NOT EXISTS (%s)
+                    RETURNING e.id
+                    """,
+                    EARLIER_ACTIVE,
+                ), log_exceptions=False)
+                released = [row[0] for row in self.env.cr.fetchall()]
+        except (psycopg2.errors.SerializationFailure, psycopg2.errors.LockNotAvailable):
+            return 0
+        if released:
+            _logger.info("ps_hub: released %d held event(s) whose objects were idle: %s", len(released), released)
+            self.env["ps.hub.event"].invalidate_model(["held"])
+        return len(released)
+
+    # ------------------------------------------------------------------ reclaim
+
+    @api.model
+    def _hub_reclaim_stale(self) -> int:
+        """Put back events left in processing by a worker that died, after a backoff.
+
+        A live worker holds a row lock on what it processes, so only the rows of a dead
+        one can be locked here (SKIP LOCKED), and only once their lease has passed. The
+        attempt charged at the claim stands, so an event that kills its worker is dead-
+        lettered in the end instead of taking workers down forever; and it waits the
+        connector's backoff like any transient failure, not the next run.
+        """
+        Event = self.env["ps.hub.event"]
+        lease = Event._hub_param("lease_seconds", 300)
+        Event.flush_model()
+        try:
+            with self.env.cr.savepoint(flush=False):
+                self.env.cr.execute(SQL(
+                    """
+                    SELECT e.id, e.attempts, c.retry_max_attempts, c.retry_backoff_base, c.retry_backoff_cap,
+                           e.connector_id, e.ordering_key
+                      FROM ps_hub_event e JOIN ps_hub_connector c ON c.id = e.connector_id
+                     WHERE e.state = 'processing'
+                       AND e.claimed_at < statement_timestamp() AT TIME ZONE 'UTC' - make_interval(secs => %s)
+                     ORDER BY e.id
+                       FOR UPDATE OF e SKIP LOCKED
+                    """,
+                    lease,
+                ), log_exceptions=False)
+                stale = self.env.cr.fetchall()
+        except psycopg2.errors.SerializationFailure:
+            return 0  # a worker finished some of them after this snapshot began: the next run looks again
+        if not stale:
+            return 0
+        rows = [
+            SQL("(%s, %s, %s::float)", event_id, "dead" if attempts >= max_attempts else "retry",
+                backoff_delay(attempts, base, cap))
+            for event_id, attempts, max_attempts, base, cap, _c, _k in stale
+        ]
+        # a lost batch may hold several events of one object: all wait again behind the first
+        self.env.cr.execute(SQL(
+            """
+            UPDATE ps_hub_event e
+               SET state = v.state, error_class = 'transient', reason = 'worker_lost',
+                   last_error = 'The worker processing this event stopped before it finished.',
+                   claim_token = NULL, held = e.ordering_key IS NOT NULL AND v.state = 'retry',
+                   next_attempt_at = statement_timestamp() AT TIME ZONE 'UTC' + make_interval(secs => v.delay),
+                   write_date = now() AT TIME ZONE 'UTC'
+              FROM (VALUES %s) AS v(id, state, delay)
+             WHERE e.id = v.id
+            """,
+            SQL(", ").join(rows),
+        ))
+        self._hub_hold_next((connector_id, key) for *_r, connector_id, key in stale)
+        ids = [row[0] for row in stale]
+        _logger.warning("ps_hub: reclaimed %d event(s) of a lost worker: %s", len(ids), ids)
+        Event.invalidate_model()
+        self.env["ps.hub.audit.log"]._hub_log_many([
+            (event, "reclaim", {"state": "processing"}, {"state": event.state, "reason": "worker_lost"})
+            for event in Event.browse(ids)
+        ])
+        return len(ids)
+
+    # ------------------------------------------------------------------ run
+
+    @api.model
+    def _hub_process_claimed(self, token: str):
+        """Lock and process the events claimed under ``token`` (no commit); return those it ran."""
+        self.env.cr.execute(SQL(
+            "SELECT id FROM ps_hub_event WHERE claim_token = %s AND state = 'processing' "
+            "ORDER BY id FOR UPDATE", token,
+        ))
+        events = self.env["ps.hub.event"].browse([row[0] for row in self.env.cr.fetchall()])
+        return self._hub_run(events)
+
+    def _hub_out_of_time(self) -> bool:
+        """This run may start no more events (the deadline comes with the worker's context)."""
+        return time.monotonic() >= self.env.context.get("ps_hub_start_until", math.inf)
+
+    @api.model
+    def _hub_dispatch(self, events) -> dict:
+        """{event id: (event type or None, runs on its connector)} of ``events``."""
+        EventType = self.env["ps.hub.event.type"].sudo()
+        type_ids = EventType._hub_type_ids()
+        by_event = {event.id: type_ids.get((event.system, event.event_type)) for event in events}
+        types = EventType.browse(set(filter(None, by_event.values())))
+        enabled = {}
+        if types:
+            self.env["ps.hub.connector.event.type"].flush_model(["connector_id", "event_type_id", "enabled"])
+            self.env.cr.execute(SQL(
+                "SELECT connector_id, event_type_id, enabled FROM ps_hub_connector_event_type "
+                "WHERE connector_id IN %s AND event_type_id IN %s",
+                tuple(set(events.connector_id.ids)), tuple(types.ids),
+            ))
+            enabled = {(c, t): on for c, t, on in self.env.cr.fetchall()}
+        result = {}
+        for event in events:
+            event_type = types.browse(by_event[event.id]) if by_event[event.id] else None
+            runs = False
+            if event_type:
+                connector = event.connector_id
+                runs = enabled.get((connector.id, event_type.id),
+                                   connector.environment == "production" or event_type.run_on_sandbox)
+            result[event.id] = (event_type, runs)
+        return result
+
+    @api.model
+    def _hub_run(self, events):
+        """Run ``events`` (claimed, locked) through their handlers and record every outcome
+        in one write; return the events it ran (not those given back to the queue)."""
+        self = self.with_context(tracking_disable=True, mail_notrack=True)  # noqa: PLW0642
+        events = events.with_env(self.env)
+        dispatch = self._hub_dispatch(events)
+        outcomes, timings = {}, {}
+        runnable = []
+        for event in events:
+            event_type, runs = dispatch[event.id]
+            if not event_type:
+                outcomes[event.id] = oc.ignored(
+                    f"No event type is declared for {event.system} events {event.event_type}: "
+                    "nothing processes them.", reason="no_handler")
+            elif not runs:
+                outcomes[event.id] = oc.ignored(
+                    f"Event type {event_type.display_name} is off for connector {event.connector_id.name}: "
+                    "switch it on in the connector's Event Types to process such events.",
+                    reason="type_off")
+            else:
+                runnable.append(event)
+        holding = set()  # objects an event of which stays queued: their later events wait
+        for event_type, chunk in self._hub_plan(runnable, {e.id: dispatch[e.id][0] for e in runnable}):
+            if self._hub_out_of_time():
+                outcomes.update((event.id, oc.release()) for event in chunk)
+                continue
+            self._hub_run_chunk(event_type, chunk, outcomes, timings, holding)
+        self._hub_write_outcomes(events, outcomes, timings, {e.id: dispatch[e.id][0] for e in events})
+        return events.filtered(lambda event: outcomes[event.id].kind != oc.RELEASE)
+
+    @staticmethod
+    def _hub_object(event):
+        return (event.connector_id.id, event.ordering_key) if event.ordering_key else None
+
+    @api.model
+    def _hub_plan(self, events, types) -> list:
+        """[(event type, events)] to run in this order: events of one type, at most its batch
+        size at a time, and the events of one object in their order across the batches."""
+        plan, remaining = [], list(events)
+        while remaining:
+            # this round: per object, its events up to the first one of another type
+            first_type, closed, this_round, later = {}, set(), [], []
+            for event in remaining:
+                obj = self._hub_object(event)
+                if obj is not None:
+                    if obj in closed or first_type.setdefault(obj, types[event.id]) != types[event.id]:
+                        closed.add(obj)
+                        later.append(event)
+                        continue
+                this_round.append(event)
+            by_type = defaultdict(list)
+            for event in this_round:
+                by_type[types[event.id]].append(event)
+            for event_type, group in by_type.items():
+                size = max(event_type.batch_size, 1)
+                plan.extend((event_type, group[i:i + size]) for i in range(0, len(group), size))
+            remaining = later
+        return plan
+
+    @api.model
+    def _hub_run_chunk(self, event_type, chunk, outcomes, timings, holding) -> None:
+        """Run ``chunk`` through the type's handler in one savepoint, splitting it in halves
+        down to single events when it fails, so the good events are done and each bad one
+        gets its own outcome. Fills ``outcomes``, ``timings`` and ``holding``."""
+        waiting = [event for event in chunk if self._hub_object(event) in holding]
+        outcomes.update((event.id, oc.release()) for event in waiting)
+        chunk = [event for event in chunk if self._hub_object(event) not in holding]
+        if not chunk:
+            return
+        if self._hub_out_of_time():
+            outcomes.update((event.id, oc.release()) for event in chunk)
+            return
+        handler = self.env[event_type.handler_model]
+        Event = self.env["ps.hub.event"]
+        while chunk:
+            start, started_at = time.perf_counter(), fields.Datetime.now()
+            try:
+                with self.env.cr.savepoint():
+                    results = handler.process(Event.browse([event.id for event in chunk]))
+                    if not isinstance(results, dict):
+                        raise TypeError(f"{event_type.handler_model}.process returned {type(results).__name__}, "
+                                        "not {event id: outcome}")
+                    found = {}
+                    for event in chunk:
+                        if event.id in results:
+                            found[event.id] = oc.outcome_of(results[event.id], event.attempts)
+                        else:
+                            found[event.id] = oc.failed(
+                                "permanent", "no_outcome",
+                                f"The handler {event_type.handler_model} returned no outcome for this event.")
+                    late = self._hub_late_events(chunk, found)
+                    if any(found[event_id].kind == oc.DONE for event_id in late):
+                        raise _Rerun(late)  # their work came before their object's earlier event's
+                    found.update((event_id, oc.release()) for event_id in late)
+            except _Rerun as rerun:
+                outcomes.update((event_id, oc.release()) for event_id in rerun.ids)
+                chunk = [event for event in chunk if event.id not in rerun.ids]
+                continue
+            except Exception as exc:  # noqa: BLE001 - split down; a single event is classified
+                if len(chunk) > 1:
+                    _logger.info("ps_hub: a batch of %d %s events failed (%s), splitting it",
+                                 len(chunk), event_type.code, exc)
+                    half = len(chunk) // 2
+                    self._hub_run_chunk(event_type, chunk[:half], outcomes, timings, holding)
+                    self._hub_run_chunk(event_type, chunk[half:], outcomes, timings, holding)
+                    return
+                event = chunk[0]
+                found = {event.id: oc.of_exception(exc, event.attempts)}
+            for event_id, outcome in found.items():
+                if outcome.reason == "handler_crash":
+                    _logger.error("ps_hub: handler %s crashed on event %s: %s", event_type.handler_model,
+                                  event_id, outcome.message)
+            duration = (time.perf_counter() - start) * 1000 / len(chunk)
+            for event in chunk:
+                outcomes[event.id] = found[event.id]
+                timings[event.id] = (started_at, duration)
+                if found[event.id].holds_its_object and self._hub_object(event) is not None:
+                    holding.add(self._hub_object(event))
+            return
+
+    @api.model
+    def _hub_late_events(self, chunk, found) -> set[int]:
+        """Ids of the events in ``chunk`` that come after an earlier event of their object that
+        got an outcome keeping it queued (retry, or given back): they must wait behind it.
+        A handler should not run them (ps.hub.handler.process does not); if one was done, the
+        batch is undone and run again without them."""
+        held, late = set(), set()
+        for event in chunk:  # in id order
+            obj = self._hub_object(event)
+            if obj is None:
+                continue
+            if obj in held:
+                late.add(event.id)
+            elif found[event.id].holds_its_object:
+                held.add(obj)
+        return late
+
+    # ------------------------------------------------------------------ outcomes
+
+    @api.model
+    def _hub_write_outcomes(self, events, outcomes, timings, types) -> None:
+        """One UPDATE and one audit INSERT for the events run, one UPDATE for those given back,
+        then the next events of their objects are released or held."""
+        Event = self.env["ps.hub.event"]
+        Event.flush_model()
+        now = fields.Datetime.now()
+        rows, audit, released = [], [], []
+        for event in events:
+            outcome = outcomes[event.id]
+            if outcome.kind == oc.RELEASE:
+                released.append(event.id)
+                continue
+            connector = event.connector_id
+            policy = oc.RetryPolicy(connector.retry_max_attempts, connector.retry_backoff_base,
+                                    connector.retry_backoff_cap)
+            values = oc.settle(outcome, event.attempts, policy, now)
+            started_at, duration = timings.get(event.id, (now, 0.0))
+            event_type = types.get(event.id)
+            rows.append(SQL(
+                "(%s, %s, %s, %s, %s, %s, %s, %s::int, %s::timestamp, %s::timestamp, "
+                "%s::float, %s, %s, %s::float, %s, %s::int)",
+                event.id, values["state"], values["error_class"], values["reason"],
+                values["last_error"], values["ignore_reason"], values["res_model"], values["res_id"],
+                values["next_attempt_at"], started_at, duration,
+                values["ctx_customer"], values["ctx_reference"], values["ctx_amount"],
+                values["ctx_currency"], event_type.id if event_type else None,
+            ))
+            audit.append((event, "process", {"state": "processing"},
+                          {"state": values["state"], "reason": values["reason"]}))
+        if rows:
+            self.env.cr.execute(SQL(
+                """
+                UPDATE ps_hub_event e SET
+                       state = v.state, error_class = v.error_class, reason = v.reason,
+                       last_error = v.last_error, ignore_reason = COALESCE(v.ignore_reason, e.ignore_reason),
+                       res_model = COALESCE(v.res_model, e.res_model), res_id = COALESCE(v.res_id, e.res_id),
+                       next_attempt_at = COALESCE(v.next_attempt_at, e.next_attempt_at),
+                       started_at = v.started_at,
+                       done_at = CASE WHEN v.state IN ('done', 'ignored')
+                                      THEN clock_timestamp() AT TIME ZONE 'UTC' END,
+                       latency_ms = CASE WHEN v.state = 'done' THEN 1000 * EXTRACT(EPOCH FROM
+                                      clock_timestamp() AT TIME ZONE 'UTC' - e.received_at) END,
+                       duration_ms = v.duration_ms,
+                       ctx_customer = COALESCE(v.ctx_customer, e.ctx_customer),
+                       ctx_reference = COALESCE(v.ctx_reference, e.ctx_reference),
+                       ctx_amount = COALESCE(v.ctx_amount, e.ctx_amount),
+                       ctx_currency = COALESCE(v.ctx_currency, e.ctx_currency),
+                       event_type_id = COALESCE(v.event_type_id, e.event_type_id),
+                       claim_token = NULL, held = FALSE,
+                       write_date = now() AT TIME ZONE 'UTC', write_uid = %s
+                  FROM (VALUES %s) AS v(id, state, error_class, reason, last_error, ignore_reason,
+                       res_model, res_id, next_attempt_at, started_at, duration_ms,
+                       ctx_customer, ctx_reference, ctx_amount, ctx_currency, event_type_id)
+                 WHERE e.id = v.id
+                """,
+                self.env.uid, SQL(", ").join(rows),
+            ))
+        if released:
+            self._hub_release(released)
+        Event.invalidate_model()
+        self._hub_hold_next(self._hub_object(event) for event in events)
+        self.env["ps.hub.audit.log"]._hub_log_many(audit)
+
+    @api.model
+    def _hub_release(self, ids: list[int]) -> None:
+        """Give back claimed events the run did not start: not charged an attempt, and ready at
+        once for any worker, each behind the earlier events of its object."""
+        self.env.cr.execute(SQL(
+            """
+            UPDATE ps_hub_event
+               SET state = CASE WHEN error_class IS NULL THEN 'pending' ELSE 'retry' END,
+                   attempts = GREATEST(attempts - 1, 0), claim_token = NULL, claimed_at = NULL,
+                   held = ordering_key IS NOT NULL, write_date = now() AT TIME ZONE 'UTC'
+             WHERE id IN %s AND state = 'processing'
+            """,
+            tuple(ids),
+        ))
+        _logger.info("ps_hub: %d event(s) given back unstarted", len(ids))

@@ -1,0 +1,183 @@
+"""What became of an event a handler ran: plain Python, no ORM.
+
+A handler answers ``{event id: result}``; a result is an ``Outcome``, a record, ``None``
+or an exception (raised, or returned for that one event). ``outcome_of`` turns any of
+these into an ``Outcome``, and ``settle`` turns an outcome into the event's next state
+under its connector's retry policy, as queue_job's ``job.py`` keeps the state machine
+apart from the stored row.
+
+The business context a handler found (the customer, the deal's name and amount) travels
+in the outcome, or in the ``context`` of the exception it raises, so the exception desk
+shows it even when the handler failed and its work was rolled back.
+"""
+
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import psycopg2.errors
+import requests
+
+from odoo.exceptions import AccessError, UserError, ValidationError
+
+from .backoff import backoff_delay
+from .errors import HubError, IgnoreEvent, OutOfTime
+
+DONE, IGNORED, FAILED, RELEASE = "done", "ignored", "failed", "release"
+CONTEXT_KEYS = ("customer", "reference", "amount", "currency")
+TRANSIENT_DB_ERRORS = (
+    psycopg2.errors.SerializationFailure,
+    psycopg2.errors.DeadlockDetected,
+    psycopg2.errors.LockNotAvailable,
+)
+
+
+@dataclass(slots=True)
+class Outcome:
+    """The result of one event's run, before the retry policy decides its state.
+
+    ``kind`` is done, ignored, failed, or release (the run had no time to start it: it
+    goes back to the queue uncharged).
+    """
+
+    kind: str
+    error_class: str | None = None
+    reason: str | None = None
+    message: str | None = None
+    res_model: str | None = None
+    res_id: int | None = None
+    retry_after: float | None = None
+    context: dict = field(default_factory=dict)
+
+    @property
+    def holds_its_object(self) -> bool:
+        """The event stays queued (retry, or given back): later events of its object wait."""
+        return self.kind == RELEASE or (self.kind == FAILED and self.error_class == "transient")
+
+    def noting(self, context: dict | None) -> "Outcome":
+        """This outcome with ``context`` added under what it already notes."""
+        if context:
+            self.context = {**clean_context(context), **self.context}
+        return self
+
+
+def clean_context(context: dict | None) -> dict:
+    """The known context keys with a value; amounts as floats."""
+    noted = {}
+    for key in CONTEXT_KEYS:
+        value = (context or {}).get(key)
+        if value is None or value == "":
+            continue
+        if key == "amount":
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                continue
+        else:
+            value = str(value)
+        noted[key] = value
+    return noted
+
+
+def done(record=None, context: dict | None = None) -> Outcome:
+    """The event did its work; ``record`` is what it produced, if one."""
+    res_model = res_id = None
+    if record is not None and getattr(record, "ids", None):
+        if len(record.ids) != 1:
+            raise ValueError(f"a handler produced {len(record.ids)} {record._name} records for one event")
+        res_model, res_id = record._name, record.ids[0]
+    return Outcome(DONE, res_model=res_model, res_id=res_id, context=clean_context(context))
+
+
+def ignored(why: str, reason: str = "not_applicable", context: dict | None = None) -> Outcome:
+    return Outcome(IGNORED, reason=reason, message=why, context=clean_context(context))
+
+
+def failed(error_class: str, reason: str, message: str, retry_after: float | None = None,
+           context: dict | None = None) -> Outcome:
+    return Outcome(FAILED, error_class=error_class, reason=reason, message=message,
+                   retry_after=retry_after, context=clean_context(context))
+
+
+def release() -> Outcome:
+    return Outcome(RELEASE)
+
+
+def of_exception(exc: BaseException, attempts: int) -> Outcome:
+    """Classify what a handler raised (or returned) for one event at its ``attempts``-th run."""
+    context = getattr(exc, "context", None)
+    if isinstance(exc, IgnoreEvent):
+        return ignored(exc.reason, context=context)
+    if isinstance(exc, OutOfTime):
+        return release()
+    if isinstance(exc, HubError):
+        return failed(exc.error_class, exc.reason, str(exc), getattr(exc, "retry_after", None), context)
+    if isinstance(exc, psycopg2.errors.UniqueViolation):
+        return unique_violation(exc, attempts)
+    if isinstance(exc, TRANSIENT_DB_ERRORS):
+        return failed("transient", "database_conflict", str(exc).strip())
+    if isinstance(exc, requests.RequestException):
+        return failed("transient", "network", f"{exc.__class__.__name__}: {exc}")
+    if isinstance(exc, (UserError, ValidationError, AccessError)):
+        return failed("business", "rejected_by_odoo", str(exc))
+    trace = "".join(traceback.format_exception(exc, limit=8))
+    return failed("permanent", "handler_crash", f"{exc.__class__.__name__}: {exc}\n\n{trace}")
+
+
+def unique_violation(exc: psycopg2.errors.UniqueViolation, attempts: int) -> Outcome:
+    """At the first attempt most likely another worker creating the same record (two deals of
+    one new customer), which this transaction's snapshot cannot see: retried. Met again, it
+    is in the data (a stale binding, two external records for one Odoo record): a person
+    must act."""
+    constraint = exc.diag.constraint_name or "a unique constraint"
+    error = str(exc).strip()
+    if attempts <= 1:
+        return failed("transient", "database_conflict", f"unique violation on {constraint}: {error}")
+    return failed(
+        "permanent", "unique_violation",
+        f"unique violation on {constraint}, again after a retry: {error}\n\nWhat this event would create "
+        "already exists (a stale binding, or two external records for one Odoo record): fix or remove "
+        "the existing record or binding, then retry.",
+    )
+
+
+def outcome_of(result, attempts: int) -> Outcome:
+    """An ``Outcome`` from whatever a handler answered for one event."""
+    if isinstance(result, Outcome):
+        return result
+    if isinstance(result, BaseException):
+        return of_exception(result, attempts)
+    return done(result)
+
+
+@dataclass(slots=True, frozen=True)
+class RetryPolicy:
+    max_attempts: int
+    backoff_base: float
+    backoff_cap: float
+
+
+def settle(outcome: Outcome, attempts: int, policy: RetryPolicy, now: datetime) -> dict:
+    """The event's new column values for ``outcome`` at its ``attempts``-th run.
+
+    A transient failure waits a backoff (at least what the vendor asked) and is dead-lettered
+    once the attempts are spent; any other failure waits for a person.
+    """
+    values = {"state": outcome.kind, "error_class": None, "reason": None, "last_error": None,
+              "ignore_reason": None, "next_attempt_at": None,
+              "res_model": outcome.res_model, "res_id": outcome.res_id}
+    if outcome.kind == IGNORED:
+        values.update(reason=outcome.reason, ignore_reason=outcome.message)
+    elif outcome.kind == FAILED:
+        values.update(error_class=outcome.error_class, reason=outcome.reason, last_error=outcome.message)
+        if outcome.error_class != "transient":
+            values["state"] = "exception"
+        elif attempts >= policy.max_attempts:
+            values["state"] = "dead"
+        else:
+            delay = max(backoff_delay(attempts, policy.backoff_base, policy.backoff_cap),
+                        outcome.retry_after or 0)
+            values.update(state="retry", next_attempt_at=now + timedelta(seconds=delay))
+    for key in CONTEXT_KEYS:
+        values[f"ctx_{key}"] = outcome.context.get(key)
+    return values

@@ -1,0 +1,112 @@
+from odoo import models
+
+from odoo.addons.ps_integration_hub.services.errors import HubError, IgnoreEvent, PermanentError
+
+from ..services import hubspot
+
+
+class PsQ2cHubspotCompanyHandler(models.AbstractModel):
+    """HubSpot company.creation and company.propertyChange -> the bound customer upserted
+    from the webhook's value (an unbound company is read and matched first)."""
+
+    _name = "ps.q2c.hubspot.company.handler"
+    _inherit = "ps.hub.handler"
+    _description = "Quote to Cash: HubSpot company change"
+
+    def process(self, events):
+        """Upsert the customers of many company events: one search, one read, one create.
+
+        A bound company's customer takes the webhook's value. An unbound company is read
+        from HubSpot and matched (binding, VAT, domain) as a deal's company is; only a
+        customer found nowhere is created. Several events of one company come in their
+        order, and their values are written in that order.
+        """
+        results = {}
+        Binding = self.env["ps.hub.binding"]
+        for connector, of_connector in events.grouped("connector_id").items():
+            company_ids = {e.id: str((e.payload or {}).get("objectId") or "") for e in of_connector}
+            bindings_sudo = Binding.sudo().search([
+                ("connector_id", "=", connector.id), ("external_model", "=", "company"),
+                ("external_id", "in", list(company_ids.values())), ("res_model", "=", "res.partner")])
+            bound = {b.external_id: b for b in bindings_sudo}
+            partners = self.env["res.partner"].browse([b.res_id for b in bound.values()]).exists()
+            first = self._q2c_first_bindings(connector, partners)
+            unbound = []
+            for event in of_connector:
+                payload, company_id = event.payload or {}, company_ids[event.id]
+                field = hubspot.COMPANY_FIELDS.get(payload.get("propertyName"))
+                if not company_id.isdigit():
+                    results[event.id] = PermanentError(
+                        f"HubSpot company id {company_id!r} is not numeric", reason="malformed")
+                    continue
+                if payload.get("subscriptionType") == "company.propertyChange" and not field:
+                    results[event.id] = IgnoreEvent(
+                        f"HubSpot property {payload.get('propertyName')!r} is not synchronised")
+                    continue
+                values = {field: payload.get("propertyValue") or False} if field else {}
+                if field == "website" and values[field]:
+                    values[field] = f"https://{values[field]}"
+                binding = bound.get(company_id)
+                partner = binding and partners.filtered(lambda p, b=binding: p.id == b.res_id)
+                if not partner:
+                    unbound.append((event, company_id, values))
+                elif first[partner.id] != binding:
+                    # two HubSpot companies of one customer would overwrite each other's values
+                    results[event.id] = IgnoreEvent(
+                        f"HubSpot company {company_id} is a duplicate of company {first[partner.id].external_id}, "
+                        f"both {partner.display_name} in Odoo: only company {first[partner.id].external_id} "
+                        "is synchronised. Merge the two companies in HubSpot.")
+                else:
+                    if any(partner[name] != value for name, value in values.items()):
+                        partner.write(values)
+                    results[event.id] = partner
+            if unbound:
+                results.update(self._q2c_match_hubspot_companies(connector, unbound))
+        return results
+
+    def _q2c_first_bindings(self, connector, partners):
+        """{partner id: its first HubSpot company binding}: the one whose changes are synchronised."""
+        first = {}
+        if partners:
+            for binding in self.env["ps.hub.binding"].sudo().search([
+                    ("connector_id", "=", connector.id), ("external_model", "=", "company"),
+                    ("res_model", "=", "res.partner"), ("res_id", "in", partners.ids)], order="id"):
+                first.setdefault(binding.res_id, binding)
+        return first
+
+    def _q2c_match_hubspot_companies(self, connector, unbound):
+        """{event id: partner | error} of [(event, company id, values)] for companies not bound yet.
+
+        The webhook names the company only: HubSpot is read (one batch read) for what the
+        matching needs, so that a new company already known to Odoo by VAT or domain gets
+        that customer, not a placeholder beside it.
+        """
+        ids = sorted({company_id for _e, company_id, _v in unbound})
+        try:
+            answer = connector._hub_request(
+                "POST", "/crm/v3/objects/companies/batch/read",
+                json={"inputs": [{"id": i} for i in ids], "properties": hubspot.COMPANY_PROPERTIES},
+            ).json()
+            companies = {str(c["id"]): c for c in answer.get("results", [])}
+            customers = [hubspot.customer(companies[i]) for i in ids if i in companies]
+            created = set()
+            resolved = self.env["ps.q2c.engagement"]._q2c_customers(
+                connector, connector.company_id, customers, created=created)
+        except HubError as exc:
+            return {event.id: exc for event, _c, _v in unbound}
+        except (KeyError, TypeError, AttributeError) as exc:
+            error = PermanentError(f"HubSpot answered companies {ids} in an unexpected shape: {exc!r}",
+                                   reason="malformed")
+            return {event.id: error for event, _c, _v in unbound}
+        results = {}
+        for event, company_id, values in unbound:
+            partner = resolved.get(company_id)
+            if company_id not in companies:
+                partner = IgnoreEvent(f"HubSpot company {company_id} no longer exists (deleted or merged): "
+                                      "nothing to synchronise")
+            elif (not isinstance(partner, Exception) and company_id not in created
+                  and any(partner[k] != v for k, v in values.items())):
+                # a customer created from the read has HubSpot's current values already
+                partner.write(values)
+            results[event.id] = partner
+        return results

@@ -1,0 +1,62 @@
+import dataclasses
+
+from odoo import models
+
+from odoo.addons.ps_integration_hub.services import outcome as oc
+from odoo.addons.ps_integration_hub.services.errors import HubError, IgnoreEvent, PermanentError
+
+from ..services import hubspot
+
+
+class PsQ2cHubspotDealHandler(models.AbstractModel):
+    """HubSpot deal.propertyChange to closed-won -> the deal read from HubSpot -> customer,
+    confirmed sale order and project."""
+
+    _name = "ps.q2c.hubspot.deal.handler"
+    _inherit = "ps.hub.handler"
+    _description = "Quote to Cash: HubSpot closed-won deal"
+
+    def process(self, events):
+        """The deals are read one by one; their orders are created and confirmed together (one
+        create, one confirmation, one project generation)."""
+        results, contexts, pending, repeats = {}, {}, [], {}
+        first_of_deal = {}
+        for event in events:
+            context = contexts[event.id] = {}
+            try:
+                found = self._q2c_read(event, context)
+            except (HubError, IgnoreEvent) as exc:
+                results[event.id] = oc.of_exception(exc, event.attempts).noting(context)
+                continue
+            if isinstance(found, models.BaseModel):
+                results[event.id] = oc.done(found, context)
+                continue
+            deal = (event.connector_id.id, found.deal_id)
+            if deal in first_of_deal:  # the same deal twice in one batch makes one order
+                repeats[event.id] = first_of_deal[deal]
+            else:
+                first_of_deal[deal] = event.id
+                pending.append((event, found))
+        applied = self.env["ps.q2c.engagement"]._q2c_apply_many(pending)
+        for event, _engagement in pending:
+            results[event.id] = oc.outcome_of(applied[event.id], event.attempts).noting(contexts[event.id])
+        for event_id, first_id in repeats.items():
+            results[event_id] = dataclasses.replace(results[first_id], context=dict(results[first_id].context))
+        return results
+
+    def _q2c_read(self, event, context):
+        """The order a replay already made, or the deal read from HubSpot as an engagement."""
+        payload = event.payload or {}
+        if not hubspot.is_closed_won(payload):
+            raise IgnoreEvent(
+                f"deal {payload.get('objectId')}: {payload.get('propertyName')} changed to "
+                f"{payload.get('propertyValue')!r}, not a closed-won"
+            )
+        deal_id = str(payload.get("objectId") or "")
+        if not deal_id.isdigit():
+            raise PermanentError(f"HubSpot deal id {deal_id!r} is not numeric", reason="malformed")
+        existing = self.env["ps.hub.binding"]._hub_lookup(event.connector_id, "deal", event.external_id)
+        if existing:
+            return existing
+        context["reference"] = f"HubSpot deal {deal_id}"  # until the deal's name is known
+        return hubspot.read_closed_won(event.connector_id._hub_request, deal_id, context)

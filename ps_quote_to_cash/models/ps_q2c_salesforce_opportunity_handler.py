@@ -1,0 +1,48 @@
+from odoo import models
+
+from odoo.addons.ps_integration_hub.services import outcome as oc
+from odoo.addons.ps_integration_hub.services.errors import HubError, IgnoreEvent, PermanentError
+
+from ..services import salesforce
+
+
+class PsQ2cSalesforceOpportunityHandler(models.AbstractModel):
+    """Outbound message of a won Opportunity -> the Opportunity, its Account and products over
+    REST -> customer, confirmed sale order and project."""
+
+    _name = "ps.q2c.salesforce.opportunity.handler"
+    _inherit = "ps.hub.handler"
+    _description = "Quote to Cash: Salesforce won Opportunity"
+
+    def process(self, events):
+        """Each Opportunity read and applied on its own (a message names one Opportunity)."""
+        results = {}
+        for event in events:
+            context = {}
+            try:
+                with self.env.cr.savepoint():
+                    found = self._q2c_read(event, context)
+                    if not isinstance(found, models.BaseModel):
+                        found = self.env["ps.q2c.engagement"]._q2c_apply(event, found)
+            except (HubError, IgnoreEvent) as exc:
+                results[event.id] = oc.of_exception(exc, event.attempts).noting(context)
+                continue
+            results[event.id] = oc.done(found, context)
+        return results
+
+    def _q2c_read(self, event, context):
+        """The order a replay already made, or the Opportunity read over REST as an engagement."""
+        sobject = (event.payload or {}).get("sobject") or {}
+        opp_id = sobject.get("Id")
+        if not salesforce.is_closed_won(sobject):
+            # nothing is made for it, so the message alone may say so
+            raise IgnoreEvent(f"opportunity {opp_id} is at stage {sobject.get('StageName')!r}, not won")
+        try:
+            query = salesforce.line_items_query(opp_id)
+        except ValueError as exc:
+            raise PermanentError(str(exc), reason="malformed") from None
+        context["reference"] = sobject.get("Name") or f"Salesforce opportunity {opp_id}"
+        existing = self.env["ps.hub.binding"]._hub_lookup(event.connector_id, "Opportunity", event.external_id)
+        if existing:
+            return existing
+        return salesforce.read_won_opportunity(event.connector_id._hub_request, opp_id, query, context)
