@@ -146,7 +146,7 @@ class PsHubEngine(models.AbstractModel):
         followers = defaultdict(list)
         keyed = [SQL("(%s, %s, %s)", head_id, connector_id, key)
                  for head_id, connector_id, key in heads if key is not None]
-        if keyed and len(heads) < limit:
+        if keyed and limit > 1:
             # the next events of each head's object by id, up to the first one not yet due;
             # the UPDATE below locks them (no other worker claims them: they are held)
             cr.execute(SQL(
@@ -162,7 +162,7 @@ class PsHubEngine(models.AbstractModel):
                         LIMIT %(limit)s) f
                  ORDER BY h.head_id, f.id
                 """,
-                heads=SQL(", ").join(keyed), limit=limit - len(heads),
+                heads=SQL(", ").join(keyed), limit=limit - 1,
             ))
             for head_id, follower_id, ready in cr.fetchall():
                 followers[head_id].append((follower_id, ready))

@@ -10,3 +10,4 @@ from . import test_claim_conflict
 from . import test_desk_rpc
 from . import test_retention
 from . import test_outbound
+from . import test_engine
