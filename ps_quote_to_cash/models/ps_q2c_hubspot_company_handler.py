@@ -19,9 +19,10 @@ class PsQ2cHubspotCompanyHandler(models.AbstractModel):
         A bound company's customer takes the webhook's value. An unbound company is read
         from HubSpot and matched (binding, VAT, domain) as a deal's company is; only a
         customer found nowhere is created. Several events of one company come in their
-        order, and their values are written in that order.
+        order: their values are merged in that order (the later wins) and each customer is
+        written once.
         """
-        results = {}
+        results, changes = {}, {}
         Binding = self.env["ps.hub.binding"]
         for connector, of_connector in events.grouped("connector_id").items():
             company_ids = {e.id: str((e.payload or {}).get("objectId") or "") for e in of_connector}
@@ -30,6 +31,7 @@ class PsQ2cHubspotCompanyHandler(models.AbstractModel):
                 ("external_id", "in", list(company_ids.values())), ("res_model", "=", "res.partner")])
             bound = {b.external_id: b for b in bindings_sudo}
             partners = self.env["res.partner"].browse([b.res_id for b in bound.values()]).exists()
+            partner_of = {partner.id: partner for partner in partners}
             first = self._q2c_first_bindings(connector, partners)
             unbound = []
             for event in of_connector:
@@ -47,7 +49,7 @@ class PsQ2cHubspotCompanyHandler(models.AbstractModel):
                 if field == "website" and values[field]:
                     values[field] = f"https://{values[field]}"
                 binding = bound.get(company_id)
-                partner = binding and partners.filtered(lambda p, b=binding: p.id == b.res_id)
+                partner = binding and partner_of.get(binding.res_id)
                 if not partner:
                     unbound.append((event, company_id, values))
                 elif first[partner.id] != binding:
@@ -57,11 +59,13 @@ class PsQ2cHubspotCompanyHandler(models.AbstractModel):
                         f"both {partner.display_name} in Odoo: only company {first[partner.id].external_id} "
                         "is synchronised. Merge the two companies in HubSpot.")
                 else:
-                    if any(partner[name] != value for name, value in values.items()):
-                        partner.write(values)
+                    changes.setdefault(partner, {}).update(values)
                     results[event.id] = partner
             if unbound:
-                results.update(self._q2c_match_hubspot_companies(connector, unbound))
+                results.update(self._q2c_match_hubspot_companies(connector, unbound, changes))
+        for partner, values in changes.items():
+            if any(partner[name] != value for name, value in values.items()):
+                partner.write(values)
         return results
 
     def _q2c_first_bindings(self, connector, partners):
@@ -74,7 +78,7 @@ class PsQ2cHubspotCompanyHandler(models.AbstractModel):
                 first.setdefault(binding.res_id, binding)
         return first
 
-    def _q2c_match_hubspot_companies(self, connector, unbound):
+    def _q2c_match_hubspot_companies(self, connector, unbound, changes):
         """{event id: partner | error} of [(event, company id, values)] for companies not bound yet.
 
         The webhook names the company only: HubSpot is read (one batch read) for what the
@@ -104,9 +108,8 @@ class PsQ2cHubspotCompanyHandler(models.AbstractModel):
             if company_id not in companies:
                 partner = IgnoreEvent(f"HubSpot company {company_id} no longer exists (deleted or merged): "
                                       "nothing to synchronise")
-            elif (not isinstance(partner, Exception) and company_id not in created
-                  and any(partner[k] != v for k, v in values.items())):
+            elif not isinstance(partner, Exception) and company_id not in created:
                 # a customer created from the read has HubSpot's current values already
-                partner.write(values)
+                changes.setdefault(partner, {}).update(values)
             results[event.id] = partner
         return results
