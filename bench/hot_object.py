@@ -8,8 +8,9 @@ what is measured is the queue, not HubSpot.
 It prints:
 1. the cost of one claim (median of --probes claims of --batch events, each rolled back)
    with only the other companies queued, then with the busy company's events ahead of
-   them; and, on the same data, the claim the hub used before its events were held
-   (every queued event checked against the earlier events of its object);
+   them; and, on the same data and interleaved with it (so that both meet the same load),
+   the claim the hub used before its events were held (every queued event checked
+   against the earlier events of its object);
 2. the drain of the whole queue by one worker (`ps.hub.engine._cron_process_events` in
    one process, committing each batch as the cron does): the time until the busy
    company's last event is done, the time until all are, and the number of claims;
@@ -84,25 +85,26 @@ OLD_CLAIM = SQL('''
          ORDER BY e.next_attempt_at, e.id LIMIT %%s FOR UPDATE SKIP LOCKED)
     RETURNING id''', BATCH)
 
-def claim_ms(old=False):
-    took = []
+def claim_ms():
+    # medians (now, before) of PROBES claims each, interleaved so that both meet the same load
+    took = {True: [], False: []}
     for _probe in range(PROBES):
-        t0 = time.perf_counter()
-        if old:
-            env.cr.execute(OLD_CLAIM)
-            env.cr.fetchall()
-        else:
-            Engine._hub_claim(BATCH, 'probe')
-        took.append((time.perf_counter() - t0) * 1000)
-        env.cr.rollback()
-    return statistics.median(took)
+        for old in (False, True):
+            t0 = time.perf_counter()
+            if old:
+                env.cr.execute(OLD_CLAIM)
+                env.cr.fetchall()
+            else:
+                Engine._hub_claim(BATCH, 'probe')
+            took[old].append((time.perf_counter() - t0) * 1000)
+            env.cr.rollback()
+    return statistics.median(took[False]), statistics.median(took[True])
 
 others = [(1000 + i, 'other %%d' %% i) for i in range(OTHERS)]
 enqueue(others, 10_000_000)
 env.cr.execute("ANALYZE ps_hub_event")
 env.cr.commit()
-print('BENCH claim_others_only_ms=%%.2f' %% claim_ms())
-print('BENCH old_claim_others_only_ms=%%.2f' %% claim_ms(old=True))
+print('BENCH claim_others_only_ms=%%.2f\nBENCH old_claim_others_only_ms=%%.2f' %% claim_ms())
 env.cr.execute("DELETE FROM ps_hub_event WHERE connector_id = %%s", [connector.id])
 env.cr.commit()
 enqueue([(HOT_ID, 'value %%d' %% i) for i in range(HOT)], 0)
@@ -111,8 +113,7 @@ env.cr.execute("ANALYZE ps_hub_event")
 env.cr.commit()
 env.cr.execute("SELECT count(*) FILTER (WHERE held) FROM ps_hub_event WHERE connector_id = %%s", [connector.id])
 print('BENCH held=%%d' %% env.cr.fetchone()[0])
-print('BENCH claim_hot_ahead_ms=%%.2f' %% claim_ms())
-print('BENCH old_claim_hot_ahead_ms=%%.2f' %% claim_ms(old=True))
+print('BENCH claim_hot_ahead_ms=%%.2f\nBENCH old_claim_hot_ahead_ms=%%.2f' %% claim_ms())
 
 claims = []
 original = type(Engine)._hub_claim

@@ -16,6 +16,7 @@ import math
 import time
 import uuid
 from collections import defaultdict
+from typing import NamedTuple
 
 import psycopg2.errors
 
@@ -38,6 +39,22 @@ EARLIER_ACTIVE = SQL(
     "AND p.ordering_key = e.ordering_key AND p.direction = 'in' AND p.id < e.id "
     "AND p.state IN ('pending', 'retry', 'processing')"
 )
+
+
+class Claimed(NamedTuple):
+    """What the engine needs of a claimed event, read once per batch (no ORM record)."""
+
+    id: int
+    connector_id: int
+    ordering_key: str | None
+    system: str
+    event_type: str
+    attempts: int
+
+    @property
+    def obj(self) -> tuple[int, str] | None:
+        """The external object whose events run in order, if the event has one."""
+        return (self.connector_id, self.ordering_key) if self.ordering_key else None
 
 
 class _Rerun(Exception):
@@ -127,62 +144,47 @@ class PsHubEngine(models.AbstractModel):
         """
         self.env["ps.hub.event"].flush_model()
         cr = self.env.cr
+        # one statement: the heads (locked, skipping other workers' rows), the events queued
+        # behind each head up to the first one not yet due, then the first ``limit`` of them
+        # in the order the heads became due, each head followed by its object's events
         cr.execute(SQL(
             """
-            SELECT e.id, e.connector_id, e.ordering_key
-              FROM ps_hub_event e
-             WHERE e.state IN ('pending', 'retry') AND e.direction = 'in' AND e.held IS NOT TRUE
-               AND e.next_attempt_at <= statement_timestamp() AT TIME ZONE 'UTC'
-               AND (e.ordering_key IS NULL OR NOT EXISTS (%(earlier)s))
-             ORDER BY e.next_attempt_at, e.id
-             LIMIT %(limit)s
-               FOR UPDATE SKIP LOCKED
-            """,
-            earlier=EARLIER_ACTIVE, limit=limit,
-        ))
-        heads = cr.fetchall()
-        if not heads:
-            return []
-        followers = defaultdict(list)
-        keyed = [SQL("(%s, %s, %s)", head_id, connector_id, key)
-                 for head_id, connector_id, key in heads if key is not None]
-        if keyed and limit > 1:
-            # the next events of each head's object by id, up to the first one not yet due;
-            # the UPDATE below locks them (no other worker claims them: they are held)
-            cr.execute(SQL(
-                """
-                SELECT h.head_id, f.id, f.next_attempt_at <= statement_timestamp() AT TIME ZONE 'UTC'
-                  FROM (VALUES %(heads)s) AS h(head_id, connector_id, ordering_key)
-                 CROSS JOIN LATERAL (
-                       SELECT f.id, f.next_attempt_at FROM ps_hub_event f
+            WITH heads AS (
+                SELECT e.id, e.connector_id, e.ordering_key, e.next_attempt_at
+                  FROM ps_hub_event e
+                 WHERE e.state IN ('pending', 'retry') AND e.direction = 'in' AND e.held IS NOT TRUE
+                   AND e.next_attempt_at <= statement_timestamp() AT TIME ZONE 'UTC'
+                   AND (e.ordering_key IS NULL OR NOT EXISTS (%(earlier)s))
+                 ORDER BY e.next_attempt_at, e.id
+                 LIMIT %(limit)s
+                   FOR UPDATE SKIP LOCKED
+            ), candidates AS (
+                SELECT h.next_attempt_at AS due, h.id AS head_id, h.id, TRUE AS ready FROM heads h
+                 UNION ALL
+                SELECT h.next_attempt_at, h.id, f.id, f.ready
+                  FROM heads h CROSS JOIN LATERAL (
+                       SELECT f.id, f.next_attempt_at <= statement_timestamp() AT TIME ZONE 'UTC' AS ready
+                         FROM ps_hub_event f
                         WHERE f.connector_id = h.connector_id AND f.ordering_key = h.ordering_key
-                          AND f.id > h.head_id AND f.direction = 'in'
-                          AND f.state IN ('pending', 'retry')
+                          AND f.id > h.id AND f.direction = 'in' AND f.state IN ('pending', 'retry')
                         ORDER BY f.id
-                        LIMIT %(limit)s) f
-                 ORDER BY h.head_id, f.id
-                """,
-                heads=SQL(", ").join(keyed), limit=limit - 1,
-            ))
-            for head_id, follower_id, ready in cr.fetchall():
-                followers[head_id].append((follower_id, ready))
-        wanted = []
-        for head_id, _connector_id, _key in heads:
-            if len(wanted) >= limit:
-                break
-            wanted.append(head_id)
-            for follower_id, ready in followers.get(head_id, ()):
-                if not ready or len(wanted) >= limit:
-                    break
-                wanted.append(follower_id)
-        cr.execute(SQL(
-            """
+                        LIMIT %(behind)s) f
+                 WHERE h.ordering_key IS NOT NULL
+            ), consecutive AS (
+                SELECT id, due, head_id,
+                       bool_and(ready) OVER (PARTITION BY head_id ORDER BY id) AS all_ready
+                  FROM candidates
+            ), ranked AS (
+                SELECT id, row_number() OVER (ORDER BY due, head_id, id) AS position
+                  FROM consecutive WHERE all_ready
+            )
             UPDATE ps_hub_event SET state = 'processing', claim_token = %(token)s, held = FALSE,
                    claimed_at = statement_timestamp() AT TIME ZONE 'UTC', attempts = attempts + 1
-             WHERE id IN %(ids)s AND state IN ('pending', 'retry')
+             WHERE id IN (SELECT id FROM ranked WHERE position <= %(limit)s)
+               AND state IN ('pending', 'retry')
             RETURNING id
             """,
-            token=token, ids=tuple(wanted),
+            earlier=EARLIER_ACTIVE, limit=limit, behind=max(limit - 1, 0), token=token,
         ))
         ids = sorted(row[0] for row in cr.fetchall())
         self.env["ps.hub.event"].invalidate_model(["state", "claim_token", "claimed_at", "attempts", "held"])
@@ -224,10 +226,13 @@ class PsHubEngine(models.AbstractModel):
                     """
                     UPDATE ps_hub_event e SET held = EXISTS (%(earlier)s)
                      WHERE e.id IN (
-                           SELECT DISTINCT ON (q.connector_id, q.ordering_key) q.id FROM ps_hub_event q
-                            WHERE (q.connector_id, q.ordering_key) IN (VALUES %(keys)s)
-                              AND q.direction = 'in' AND q.state IN ('pending', 'retry')
-                            ORDER BY q.connector_id, q.ordering_key, q.id)
+                           SELECT n.id FROM (VALUES %(keys)s) AS k(connector_id, ordering_key)
+                            CROSS JOIN LATERAL (
+                                  SELECT q.id FROM ps_hub_event q
+                                   WHERE q.connector_id = k.connector_id AND q.ordering_key = k.ordering_key
+                                     AND q.direction = 'in' AND q.state IN ('pending', 'retry')
+                                   ORDER BY q.id LIMIT 1) n)
+                       AND e.held IS DISTINCT FROM EXISTS (%(earlier)s)
                     """,
                     earlier=EARLIER_ACTIVE, keys=SQL(", ").join(SQL("(%s, %s)", *key) for key in keys),
                 ), log_exceptions=False)
@@ -334,97 +339,94 @@ class PsHubEngine(models.AbstractModel):
     def _hub_process_claimed(self, token: str):
         """Lock and process the events claimed under ``token`` (no commit); return those it ran."""
         self.env.cr.execute(SQL(
-            "SELECT id FROM ps_hub_event WHERE claim_token = %s AND state = 'processing' "
-            "ORDER BY id FOR UPDATE", token,
+            "SELECT id, connector_id, ordering_key, system, event_type, attempts FROM ps_hub_event "
+            "WHERE claim_token = %s AND state = 'processing' ORDER BY id FOR UPDATE", token,
         ))
-        events = self.env["ps.hub.event"].browse([row[0] for row in self.env.cr.fetchall()])
-        return self._hub_run(events)
+        rows = [Claimed(*row) for row in self.env.cr.fetchall()]
+        ran = self._hub_run(rows)
+        return self.env["ps.hub.event"].browse(ran)
 
     def _hub_out_of_time(self) -> bool:
         """This run may start no more events (the deadline comes with the worker's context)."""
         return time.monotonic() >= self.env.context.get("ps_hub_start_until", math.inf)
 
     @api.model
-    def _hub_dispatch(self, events) -> dict:
-        """{event id: (event type or None, runs on its connector)} of ``events``."""
+    def _hub_dispatch(self, rows) -> dict:
+        """{event id: (event type or None, runs on its connector)} of the claimed ``rows``."""
         EventType = self.env["ps.hub.event.type"].sudo()
         type_ids = EventType._hub_type_ids()
-        by_event = {event.id: type_ids.get((event.system, event.event_type)) for event in events}
-        types = EventType.browse(set(filter(None, by_event.values())))
+        by_event = {row.id: type_ids.get((row.system, row.event_type)) for row in rows}
+        types = {t.id: t for t in EventType.browse(set(filter(None, by_event.values())))}
+        connectors = {c.id: c for c in self.env["ps.hub.connector"].sudo().browse({row.connector_id for row in rows})}
         enabled = {}
         if types:
             self.env["ps.hub.connector.event.type"].flush_model(["connector_id", "event_type_id", "enabled"])
             self.env.cr.execute(SQL(
                 "SELECT connector_id, event_type_id, enabled FROM ps_hub_connector_event_type "
                 "WHERE connector_id IN %s AND event_type_id IN %s",
-                tuple(set(events.connector_id.ids)), tuple(types.ids),
+                tuple(connectors), tuple(types),
             ))
             enabled = {(c, t): on for c, t, on in self.env.cr.fetchall()}
         result = {}
-        for event in events:
-            event_type = types.browse(by_event[event.id]) if by_event[event.id] else None
+        for row in rows:
+            event_type = types.get(by_event[row.id])
             runs = False
             if event_type:
-                connector = event.connector_id
+                connector = connectors[row.connector_id]
                 runs = enabled.get((connector.id, event_type.id),
                                    connector.environment == "production" or event_type.run_on_sandbox)
-            result[event.id] = (event_type, runs)
+            result[row.id] = (event_type, runs)
         return result
 
     @api.model
-    def _hub_run(self, events):
-        """Run ``events`` (claimed, locked) through their handlers and record every outcome
-        in one write; return the events it ran (not those given back to the queue)."""
+    def _hub_run(self, rows: list["Claimed"]) -> list[int]:
+        """Run the claimed, locked ``rows`` through their handlers and record every outcome in
+        one write; return the ids of the events it ran (not those given back to the queue)."""
         self = self.with_context(tracking_disable=True, mail_notrack=True)  # noqa: PLW0642
-        events = events.with_env(self.env)
-        dispatch = self._hub_dispatch(events)
+        dispatch = self._hub_dispatch(rows)
         outcomes, timings = {}, {}
         runnable = []
-        for event in events:
-            event_type, runs = dispatch[event.id]
+        for row in rows:
+            event_type, runs = dispatch[row.id]
             if not event_type:
-                outcomes[event.id] = oc.ignored(
-                    f"No event type is declared for {event.system} events {event.event_type}: "
+                outcomes[row.id] = oc.ignored(
+                    f"No event type is declared for {row.system} events {row.event_type}: "
                     "nothing processes them.", reason="no_handler")
             elif not runs:
-                outcomes[event.id] = oc.ignored(
-                    f"Event type {event_type.display_name} is off for connector {event.connector_id.name}: "
+                connector = self.env["ps.hub.connector"].sudo().browse(row.connector_id)
+                outcomes[row.id] = oc.ignored(
+                    f"Event type {event_type.display_name} is off for connector {connector.name}: "
                     "switch it on in the connector's Event Types to process such events.",
                     reason="type_off")
             else:
-                runnable.append(event)
+                runnable.append(row)
         holding = set()  # objects an event of which stays queued: their later events wait
-        for event_type, chunk in self._hub_plan(runnable, {e.id: dispatch[e.id][0] for e in runnable}):
+        for event_type, chunk in self._hub_plan(runnable, {row.id: dispatch[row.id][0] for row in runnable}):
             if self._hub_out_of_time():
-                outcomes.update((event.id, oc.release()) for event in chunk)
+                outcomes.update((row.id, oc.release()) for row in chunk)
                 continue
             self._hub_run_chunk(event_type, chunk, outcomes, timings, holding)
-        self._hub_write_outcomes(events, outcomes, timings, {e.id: dispatch[e.id][0] for e in events})
-        return events.filtered(lambda event: outcomes[event.id].kind != oc.RELEASE)
-
-    @staticmethod
-    def _hub_object(event):
-        return (event.connector_id.id, event.ordering_key) if event.ordering_key else None
+        self._hub_write_outcomes(rows, outcomes, timings, {row.id: dispatch[row.id][0] for row in rows})
+        return [row.id for row in rows if outcomes[row.id].kind != oc.RELEASE]
 
     @api.model
-    def _hub_plan(self, events, types) -> list:
-        """[(event type, events)] to run in this order: events of one type, at most its batch
+    def _hub_plan(self, rows, types) -> list:
+        """[(event type, rows)] to run in this order: events of one type, at most its batch
         size at a time, and the events of one object in their order across the batches."""
-        plan, remaining = [], list(events)
+        plan, remaining = [], list(rows)
         while remaining:
             # this round: per object, its events up to the first one of another type
             first_type, closed, this_round, later = {}, set(), [], []
-            for event in remaining:
-                obj = self._hub_object(event)
-                if obj is not None:
-                    if obj in closed or first_type.setdefault(obj, types[event.id]) != types[event.id]:
-                        closed.add(obj)
-                        later.append(event)
+            for row in remaining:
+                if row.obj is not None:
+                    if row.obj in closed or first_type.setdefault(row.obj, types[row.id]) != types[row.id]:
+                        closed.add(row.obj)
+                        later.append(row)
                         continue
-                this_round.append(event)
+                this_round.append(row)
             by_type = defaultdict(list)
-            for event in this_round:
-                by_type[types[event.id]].append(event)
+            for row in this_round:
+                by_type[types[row.id]].append(row)
             for event_type, group in by_type.items():
                 size = max(event_type.batch_size, 1)
                 plan.extend((event_type, group[i:i + size]) for i in range(0, len(group), size))
@@ -436,13 +438,12 @@ class PsHubEngine(models.AbstractModel):
         """Run ``chunk`` through the type's handler in one savepoint, splitting it in halves
         down to single events when it fails, so the good events are done and each bad one
         gets its own outcome. Fills ``outcomes``, ``timings`` and ``holding``."""
-        waiting = [event for event in chunk if self._hub_object(event) in holding]
-        outcomes.update((event.id, oc.release()) for event in waiting)
-        chunk = [event for event in chunk if self._hub_object(event) not in holding]
+        outcomes.update((row.id, oc.release()) for row in chunk if row.obj in holding)
+        chunk = [row for row in chunk if row.obj not in holding]
         if not chunk:
             return
         if self._hub_out_of_time():
-            outcomes.update((event.id, oc.release()) for event in chunk)
+            outcomes.update((row.id, oc.release()) for row in chunk)
             return
         handler = self.env[event_type.handler_model]
         Event = self.env["ps.hub.event"]
@@ -450,16 +451,16 @@ class PsHubEngine(models.AbstractModel):
             start, started_at = time.perf_counter(), fields.Datetime.now()
             try:
                 with self.env.cr.savepoint():
-                    results = handler.process(Event.browse([event.id for event in chunk]))
+                    results = handler.process(Event.browse([row.id for row in chunk]))
                     if not isinstance(results, dict):
                         raise TypeError(f"{event_type.handler_model}.process returned {type(results).__name__}, "
                                         "not {event id: outcome}")
                     found = {}
-                    for event in chunk:
-                        if event.id in results:
-                            found[event.id] = oc.outcome_of(results[event.id], event.attempts)
+                    for row in chunk:
+                        if row.id in results:
+                            found[row.id] = oc.outcome_of(results[row.id], row.attempts)
                         else:
-                            found[event.id] = oc.failed(
+                            found[row.id] = oc.failed(
                                 "permanent", "no_outcome",
                                 f"The handler {event_type.handler_model} returned no outcome for this event.")
                     late = self._hub_late_events(chunk, found)
@@ -468,7 +469,7 @@ class PsHubEngine(models.AbstractModel):
                     found.update((event_id, oc.release()) for event_id in late)
             except _Rerun as rerun:
                 outcomes.update((event_id, oc.release()) for event_id in rerun.ids)
-                chunk = [event for event in chunk if event.id not in rerun.ids]
+                chunk = [row for row in chunk if row.id not in rerun.ids]
                 continue
             except Exception as exc:  # noqa: BLE001 - split down; a single event is classified
                 if len(chunk) > 1:
@@ -478,18 +479,17 @@ class PsHubEngine(models.AbstractModel):
                     self._hub_run_chunk(event_type, chunk[:half], outcomes, timings, holding)
                     self._hub_run_chunk(event_type, chunk[half:], outcomes, timings, holding)
                     return
-                event = chunk[0]
-                found = {event.id: oc.of_exception(exc, event.attempts)}
+                found = {chunk[0].id: oc.of_exception(exc, chunk[0].attempts)}
             for event_id, outcome in found.items():
                 if outcome.reason == "handler_crash":
                     _logger.error("ps_hub: handler %s crashed on event %s: %s", event_type.handler_model,
                                   event_id, outcome.message)
             duration = (time.perf_counter() - start) * 1000 / len(chunk)
-            for event in chunk:
-                outcomes[event.id] = found[event.id]
-                timings[event.id] = (started_at, duration)
-                if found[event.id].holds_its_object and self._hub_object(event) is not None:
-                    holding.add(self._hub_object(event))
+            for row in chunk:
+                outcomes[row.id] = found[row.id]
+                timings[row.id] = (started_at, duration)
+                if found[row.id].holds_its_object and row.obj is not None:
+                    holding.add(row.obj)
             return
 
     @api.model
@@ -499,49 +499,47 @@ class PsHubEngine(models.AbstractModel):
         A handler should not run them (ps.hub.handler.process does not); if one was done, the
         batch is undone and run again without them."""
         held, late = set(), set()
-        for event in chunk:  # in id order
-            obj = self._hub_object(event)
-            if obj is None:
+        for row in chunk:  # in id order
+            if row.obj is None:
                 continue
-            if obj in held:
-                late.add(event.id)
-            elif found[event.id].holds_its_object:
-                held.add(obj)
+            if row.obj in held:
+                late.add(row.id)
+            elif found[row.id].holds_its_object:
+                held.add(row.obj)
         return late
 
     # ------------------------------------------------------------------ outcomes
 
     @api.model
-    def _hub_write_outcomes(self, events, outcomes, timings, types) -> None:
+    def _hub_write_outcomes(self, rows, outcomes, timings, types) -> None:
         """One UPDATE and one audit INSERT for the events run, one UPDATE for those given back,
         then the next events of their objects are released or held."""
         Event = self.env["ps.hub.event"]
         Event.flush_model()
         now = fields.Datetime.now()
-        rows, audit, released = [], [], []
-        for event in events:
-            outcome = outcomes[event.id]
+        policies = {c.id: oc.RetryPolicy(c.retry_max_attempts, c.retry_backoff_base, c.retry_backoff_cap)
+                    for c in self.env["ps.hub.connector"].sudo().browse({row.connector_id for row in rows})}
+        values_rows, audit, released = [], [], []
+        for row in rows:
+            outcome = outcomes[row.id]
             if outcome.kind == oc.RELEASE:
-                released.append(event.id)
+                released.append(row.id)
                 continue
-            connector = event.connector_id
-            policy = oc.RetryPolicy(connector.retry_max_attempts, connector.retry_backoff_base,
-                                    connector.retry_backoff_cap)
-            values = oc.settle(outcome, event.attempts, policy, now)
-            started_at, duration = timings.get(event.id, (now, 0.0))
-            event_type = types.get(event.id)
-            rows.append(SQL(
+            values = oc.settle(outcome, row.attempts, policies[row.connector_id], now)
+            started_at, duration = timings.get(row.id, (now, 0.0))
+            event_type = types.get(row.id)
+            values_rows.append(SQL(
                 "(%s, %s, %s, %s, %s, %s, %s, %s::int, %s::timestamp, %s::timestamp, "
                 "%s::float, %s, %s, %s::float, %s, %s::int)",
-                event.id, values["state"], values["error_class"], values["reason"],
+                row.id, values["state"], values["error_class"], values["reason"],
                 values["last_error"], values["ignore_reason"], values["res_model"], values["res_id"],
                 values["next_attempt_at"], started_at, duration,
                 values["ctx_customer"], values["ctx_reference"], values["ctx_amount"],
                 values["ctx_currency"], event_type.id if event_type else None,
             ))
-            audit.append((event, "process", {"state": "processing"},
+            audit.append((row.id, "process", {"state": "processing"},
                           {"state": values["state"], "reason": values["reason"]}))
-        if rows:
+        if values_rows:
             self.env.cr.execute(SQL(
                 """
                 UPDATE ps_hub_event e SET
@@ -567,13 +565,14 @@ class PsHubEngine(models.AbstractModel):
                        ctx_customer, ctx_reference, ctx_amount, ctx_currency, event_type_id)
                  WHERE e.id = v.id
                 """,
-                self.env.uid, SQL(", ").join(rows),
+                self.env.uid, SQL(", ").join(values_rows),
             ))
         if released:
             self._hub_release(released)
         Event.invalidate_model()
-        self._hub_hold_next(self._hub_object(event) for event in events)
-        self.env["ps.hub.audit.log"]._hub_log_many(audit)
+        self._hub_hold_next(row.obj for row in rows if row.obj is not None)
+        self.env["ps.hub.audit.log"]._hub_log_many(
+            [(Event.browse(event_id), *rest) for event_id, *rest in audit])
 
     @api.model
     def _hub_release(self, ids: list[int]) -> None:
