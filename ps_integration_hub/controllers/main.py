@@ -4,7 +4,7 @@ import logging
 from odoo import http
 from odoo.http import request
 
-from ..services import crypto, parsers
+from ..services import crypto
 from ..services.signatures import SignatureError
 
 _logger = logging.getLogger(__name__)
@@ -32,19 +32,13 @@ class PsHubInboundController(http.Controller):
             if length is None:
                 return _json(411, error="Content-Length required")
             return _json(413, error=f"body over {connector.max_body_bytes} bytes")
-        if not parsers.content_type_ok(connector.system, httpreq.content_type):
+        if not connector._hub_content_type_ok(httpreq.content_type):
             return _json(415, error=f"unsupported content type {httpreq.mimetype!r}")
         body = httpreq.get_data()  # cached: Odoo may replay the request on a serialization failure
         headers = httpreq.headers
-        urls = [httpreq.url]
-        if connector.system == "hubspot":
-            # HubSpot signs the URL it was given: the public one, query string as received
-            public = connector._hub_public_inbound_url(token)
-            query = httpreq.query_string.decode("latin-1")
-            urls.insert(0, f"{public}?{query}" if query else public)
         try:
-            connector._hub_verify(httpreq.method, urls, body, headers)
-            delivery = parsers.parse_delivery(connector.system, body, headers)
+            connector._hub_verify_signature(httpreq, token, body)
+            delivery = connector._hub_parse_delivery(body, headers)
             dropped = connector._hub_check_delivery(delivery)
         except SignatureError as exc:
             connector._hub_count_signature_failure(str(exc), httpreq.remote_addr)
@@ -55,9 +49,5 @@ class PsHubInboundController(http.Controller):
         new_ids, duplicates = request.env["ps.hub.event"].sudo()._hub_enqueue(
             connector, delivery, dict(headers),
         )
-        if connector.system == "salesforce":
-            return request.make_response(
-                parsers.SALESFORCE_ACK, headers=[("Content-Type", "text/xml; charset=utf-8")],
-            )
-        extra = {"other_portal": dropped} if dropped else {}
-        return _json(200, accepted=len(new_ids), duplicates=duplicates, **extra)
+        status, content_type, answer = connector._hub_acknowledge(new_ids, duplicates, dropped)
+        return request.make_response(answer, status=status, headers=[("Content-Type", content_type)])

@@ -1,4 +1,5 @@
 import email.utils
+import json
 import logging
 import math
 import secrets
@@ -315,19 +316,48 @@ class PsHubConnector(models.Model):
         # one query for what the route reads on every delivery
         return self.sudo().search_fetch([("inbound_token", "=", token)], INBOUND_FIELDS, limit=1)
 
-    def _hub_verify(self, method: str, urls: list[str], body: bytes, headers) -> None:
-        """Raise SignatureError unless the request was signed by the vendor.
+    # --------------------------------------------------------- vendor systems
+    # Every decision of the inbound route that depends on the vendor is one of the methods
+    # below. The systems of SYSTEMS dispatch to the plain-Python verifiers and parsers of
+    # services/. A module adds a system the way account_peppol adds its provider: it extends
+    # ``system`` with selection_add (and an ondelete) and overrides the methods it needs,
+    # each beginning with ``if self.system != "<its system>": return super()...`` (see
+    # test_addons/ps_hub_test_vendor). The route reads nothing else of the system, and these
+    # methods run on the connector the route fetched: they must not query per delivery.
 
-        ``urls``: the public inbound URL first (HubSpot signs the URL it was given, which
-        behind a TLS-terminating proxy is not the one Odoo reconstructs), then the
-        reconstructed one (right when the proxy forwards the host and proxy_mode is on).
+    def _hub_content_types(self) -> tuple[str, ...]:
+        """The media types (lower case, without parameters) the vendor posts deliveries as."""
+        return parsers.CONTENT_TYPES.get(self.system, ("application/json",))
+
+    def _hub_content_type_ok(self, content_type: str | None) -> bool:
+        """Whether a delivery's Content-Type is one the vendor sends (parameters ignored)."""
+        return parsers.media_type(content_type) in self._hub_content_types()
+
+    def _hub_signing_secrets(self) -> list[str | None]:
+        """The secrets a signature may be made with: the current one, then the previous one
+        while the vendor rotates (either may be None)."""
+        return [self._hub_secret("signing_secret_enc"), self._hub_secret("signing_secret_previous_enc")]
+
+    def _hub_verify_signature(self, httprequest, token: str, body: bytes) -> None:
+        """Raise SignatureError unless the delivery was signed by the vendor.
+
+        ``httprequest`` is the werkzeug request (method, URL, headers), ``token`` the inbound
+        token of its URL and ``body`` its raw body. A system this method does not know is
+        refused: a module that adds one must verify its deliveries here.
         """
         self.ensure_one()
-        candidates = [self._hub_secret("signing_secret_enc"),
-                      self._hub_secret("signing_secret_previous_enc")]
+        candidates = self._hub_signing_secrets()
         tolerance = self.signature_tolerance
+        headers = httprequest.headers
         if self.system == "hubspot":
-            signatures.verify_hubspot_v3(candidates, method, urls, body, headers,
+            # HubSpot signs the URL it was given: the public inbound URL (behind a
+            # TLS-terminating proxy not the one Odoo reconstructs), query string as received;
+            # then the reconstructed one (right when the proxy forwards the host and
+            # proxy_mode is on)
+            public = self._hub_public_inbound_url(token)
+            query = httprequest.query_string.decode("latin-1")
+            urls = [f"{public}?{query}" if query else public, httprequest.url]
+            signatures.verify_hubspot_v3(candidates, httprequest.method, urls, body, headers,
                                          tolerance=tolerance)
         elif self.system == "stripe":
             signatures.verify_stripe(candidates, body, headers, tolerance=tolerance)
@@ -335,8 +365,32 @@ class PsHubConnector(models.Model):
             signatures.verify_bamboohr(candidates, body, headers, tolerance=tolerance)
         elif self.system == "standard":
             signatures.verify_standard(candidates, body, headers, tolerance=tolerance)
-        # Salesforce outbound messages are not signed: the organization is checked
-        # once the message is parsed (_hub_check_delivery).
+        elif self.system == "salesforce":
+            # Salesforce outbound messages are not signed: the organization is checked
+            # once the message is parsed (_hub_check_delivery)
+            pass
+        else:
+            raise signatures.SignatureError(f"no signature scheme for system {self.system!r}")
+
+    def _hub_parser(self):
+        """The plain-Python parser of the vendor's deliveries: ``(body: bytes, headers) ->
+        parsers.Delivery``, which turns whatever an authentic body holds into storable events
+        (see services/parsers.py). A module that adds a system returns its own."""
+        parser = parsers.PARSERS.get(self.system)
+        if parser is None:
+            raise NotImplementedError(f"no parser for system {self.system!r}: its module must override _hub_parser")
+        return parser
+
+    def _hub_parse_delivery(self, body: bytes, headers) -> parsers.Delivery:
+        """Split a verified delivery into events; never raises (parsers.parse_safely)."""
+        return parsers.parse_safely(self._hub_parser(), body, headers, self.system)
+
+    def _hub_desk_reparses_payload(self) -> bool:
+        """Whether a payload corrected on the exception desk is read again as a delivery in the
+        vendor's format, rather than stored as the JSON given. Salesforce: the payload is what
+        was read out of a SOAP message, so the correction is a message. (A malformed event's
+        correction is always read as a delivery.)"""
+        return self.system == "salesforce"
 
     def _hub_check_delivery(self, delivery: parsers.Delivery) -> int:
         """Checks that need the parsed delivery; returns the number of events dropped.
@@ -375,6 +429,17 @@ class PsHubConnector(models.Model):
                 self.id, portal, dropped, ", ".join(foreign[:10]),
             )
         return dropped
+
+    def _hub_acknowledge(self, new_ids: list[int], duplicates: int, dropped: int) -> tuple[int, str, bytes]:
+        """The answer to a stored delivery, as (HTTP status, Content-Type, body): JSON counts by
+        default, the SOAP acknowledgement Salesforce expects (anything else makes it retry).
+        ``dropped``: the events _hub_check_delivery took out of the delivery."""
+        if self.system == "salesforce":
+            return 200, "text/xml; charset=utf-8", parsers.SALESFORCE_ACK
+        answer = {"accepted": len(new_ids), "duplicates": duplicates}
+        if dropped:
+            answer["other_portal"] = dropped
+        return 200, "application/json", json.dumps(answer).encode()
 
     def _hub_count_signature_failure(self, reason: str, remote_addr: str | None) -> None:
         self.ensure_one()

@@ -413,8 +413,8 @@ class PsHubEvent(models.Model):
         if not self._hub_desk_events("edit_payload"):
             self._hub_desk_refuse("edit_payload")
         body = (payload_text or "").encode()
-        if self.system == "salesforce" or self.event_type == "malformed":
-            delivery = parsers.parse_delivery(self.system, body, self.headers or {})
+        if self.event_type == "malformed" or self.connector_id._hub_desk_reparses_payload():
+            delivery = self.connector_id._hub_parse_delivery(body, self.headers or {})
             if len(delivery.events) != 1 or delivery.events[0].parse_error:
                 error = delivery.events[0].parse_error if delivery.events else "no event"
                 raise UserError(self.env._("The corrected payload still cannot be read: %s", error))

@@ -217,10 +217,14 @@ def _load_json(body: bytes):
     return value, None
 
 
+def media_type(content_type: str | None) -> str:
+    """The media type of a Content-Type header, lower case, without its parameters."""
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
 def content_type_ok(system: str, content_type: str | None) -> bool:
     """Whether the media type (parameters ignored) is the one the vendor sends."""
-    media = (content_type or "").split(";", 1)[0].strip().lower()
-    return media in CONTENT_TYPES.get(system, ("application/json",))
+    return media_type(content_type) in CONTENT_TYPES.get(system, ("application/json",))
 
 
 # HubSpot ---------------------------------------------------------------------------
@@ -421,15 +425,31 @@ PARSERS = {
 }
 
 
-def parse_delivery(system: str, body: bytes, headers=None) -> Delivery:
-    """Split ``body`` as ``system`` sends it; never raises.
+def parse_safely(parser, body: bytes, headers=None, system: str = "") -> Delivery:
+    """``parser(body, headers)``; never raises.
 
     The parsers handle every input they are known to meet (the fuzz test sends them
     thousands); should one still fail, the authentic body is kept as a malformed event
     rather than answered with a 500 and lost.
     """
     try:
-        return PARSERS[system](body, headers)
+        return parser(body, headers)
     except Exception as exc:  # see the docstring
         _logger.exception("ps_hub: the %s parser failed on a delivery", system)
         return Delivery([_malformed(body, f"parser failure: {exc.__class__.__name__}")])
+
+
+def parse_delivery(system: str, body: bytes, headers=None) -> Delivery:
+    """Split ``body`` as ``system`` (one of PARSERS) sends it; never raises."""
+    return parse_safely(PARSERS[system], body, headers, system)
+
+
+# The building blocks of the parsers above, for the parser of a system that another module
+# adds (ps.hub.connector._hub_parser): with them its events are storable whatever an
+# authentic body holds, as the module docstring requires.
+load_json = _load_json  # (value, None) for a storable JSON body, else (None, why not)
+malformed = _malformed  # the malformed event that keeps a whole body, keyed by its digest
+ident = _ident  # an identifier (printable, short) or None
+event_name = _name  # an event type name or None
+from_seconds = _from_s  # an epoch timestamp in seconds as a naive UTC datetime, or None
+from_milliseconds = _from_ms

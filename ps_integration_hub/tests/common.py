@@ -7,8 +7,6 @@ from cryptography.fernet import Fernet
 
 from odoo.tests import TransactionCase, new_test_user
 
-from ..services import parsers
-
 TEST_KEY = Fernet.generate_key().decode()
 
 
@@ -85,7 +83,7 @@ class HubCaseMixin:
         """Store a delivery as the inbound route does, without HTTP."""
         if isinstance(body, (dict, list)):
             body = json.dumps(body).encode()
-        delivery = parsers.parse_delivery(connector.system, body, headers or {})
+        delivery = connector._hub_parse_delivery(body, headers or {})
         ids, duplicates = cls.env["ps.hub.event"]._hub_enqueue(connector, delivery, headers or {})
         return cls.env["ps.hub.event"].browse(ids), duplicates
 
