@@ -314,7 +314,13 @@ class PsHubConnector(models.Model):
         if not token or len(token) > 128:
             return self.browse()
         # one query for what the route reads on every delivery
-        return self.sudo().search_fetch([("inbound_token", "=", token)], INBOUND_FIELDS, limit=1)
+        return self.sudo().search_fetch([("inbound_token", "=", token)], self._hub_inbound_fields(), limit=1)
+
+    @api.model
+    def _hub_inbound_fields(self) -> list[str]:
+        """The fields the inbound route reads, fetched with the connector in one query: a
+        module whose system checks deliveries against a field of its own adds it here."""
+        return INBOUND_FIELDS
 
     # --------------------------------------------------------- vendor systems
     # Every decision of the inbound route that depends on the vendor is one of the methods
@@ -322,8 +328,9 @@ class PsHubConnector(models.Model):
     # services/. A module adds a system the way account_peppol adds its provider: it extends
     # ``system`` with selection_add (and an ondelete) and overrides the methods it needs,
     # each beginning with ``if self.system != "<its system>": return super()...`` (see
-    # test_addons/ps_hub_test_vendor). The route reads nothing else of the system, and these
-    # methods run on the connector the route fetched: they must not query per delivery.
+    # test_addons/ps_hub_test_vendor). The route reads nothing else of the system. These
+    # methods run on the connector _hub_find_by_token fetched with _hub_inbound_fields() in one
+    # query, and the route is benchmarked: they read those fields and query nothing more.
 
     def _hub_content_types(self) -> tuple[str, ...]:
         """The media types (lower case, without parameters) the vendor posts deliveries as."""

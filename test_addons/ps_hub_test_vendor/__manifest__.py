@@ -2,7 +2,7 @@
     "name": "ps-hub test vendor: Acme CRM",
     "summary": "A vendor system added to the Integration Hub by extension only, for the tests",
     "description": "Adds the fictitious Acme CRM as a connector system: its own signature scheme, "
-    "parser and content type, through the connector's extension hooks. Installed in the test "
+    "content type, parser and workspace check, through the connector's extension hooks. Installed in the test "
     "database only (scripts/test); never in a demo or production database.",
     "version": "19.0.1.0.0",
     "category": "Hidden/Tests",
@@ -10,6 +10,6 @@
     "author": "ps-hub",
     "website": "https://example.com/ps-hub",
     "depends": ["ps_integration_hub"],
-    "data": [],
+    "data": ["views/ps_hub_connector_views.xml"],
     "installable": True,
 }

@@ -1,4 +1,6 @@
-from odoo import fields, models
+from odoo import api, fields, models
+
+from odoo.addons.ps_integration_hub.services.signatures import SignatureError
 
 from ..services import acme
 
@@ -12,6 +14,14 @@ class PsHubConnector(models.Model):
     # Uninstalling deletes the Acme connectors; one that has events cannot be deleted (its
     # events restrict it), so the uninstall stops instead of dropping event history.
     system = fields.Selection(selection_add=[("acme", "Acme CRM")], ondelete={"acme": "cascade"})
+    acme_workspace_id = fields.Char(
+        "Acme Workspace ID", tracking=True,
+        help="Deliveries of another Acme workspace are refused. Empty: any workspace.",
+    )
+
+    @api.model
+    def _hub_inbound_fields(self):
+        return [*super()._hub_inbound_fields(), "acme_workspace_id"]
 
     def _hub_content_types(self):
         if self.system != "acme":
@@ -28,3 +38,13 @@ class PsHubConnector(models.Model):
         if self.system != "acme":
             return super()._hub_parser()
         return acme.parse
+
+    def _hub_check_delivery(self, delivery):
+        if self.system != "acme":
+            return super()._hub_check_delivery(delivery)
+        # like Salesforce's organization check; a malformed delivery, whose workspace cannot
+        # be told, is kept (it is signed with this connector's secret)
+        expected = (self.acme_workspace_id or "").strip()
+        if expected and delivery.organization_id not in (None, expected):
+            raise SignatureError("delivery of another Acme workspace")
+        return 0

@@ -8,15 +8,17 @@ Acme CRM is fictitious: it stands for any vendor a module adds to the hub. Its w
 - ``X-Acme-Signature``: ``v1=`` and the lowercase hex HMAC-SHA256 of
   ``<X-Acme-Timestamp>.<raw body>``, keyed with the webhook secret (UTF-8). Receivers
   refuse a timestamp more than five minutes away from their clock.
-- The body: ``{"delivery_id": "dlv_...", "events": [...]}``, up to 50 events, each
+- The body: ``{"delivery_id": "dlv_...", "workspace_id": "ws_...", "events": [...]}``: the
+  Acme workspace (account) the events are from, and up to 50 events, each
   ``{"id": "evt_...", "type": "acme.contact.updated", "created_at": <Unix seconds>,
   "object": {"type": "contact", "id": "c_1042", ...}}``. ``acme.ping`` events (sent when the
   webhook is registered, and by *Send test event*) have no ``object``. An event redelivered
   after a failed attempt keeps its ``id``.
 
 Example: secret ``acme_whsec_5f2d8c1e9b7a4630``, timestamp ``1763632800``, body
-``{"delivery_id":"dlv_1","events":[{"id":"evt_1","type":"acme.ping","created_at":1763632800}]}``:
-``X-Acme-Signature: v1=df183bd901c16c9d15e99ab4a2d57d028be4ae698970e0ff678a45b5275e1b9b``.
+``{"delivery_id":"dlv_1","workspace_id":"ws_4f1c","events":[{"id":"evt_1","type":"acme.ping",
+"created_at":1763632800}]}`` (one line): ``X-Acme-Signature:
+v1=06511cde6b5a2bab17ebefc0878ce6a2ae4e77533f74743f21217c8dc2f970e4``.
 """
 
 import hashlib
@@ -107,4 +109,6 @@ def parse(body: bytes, headers=None) -> parsers.Delivery:
     events = data.get("events") if isinstance(data, dict) else None
     if not isinstance(events, list) or not events:
         return parsers.Delivery([parsers.malformed(body, "expected an object with a non-empty events array")])
-    return parsers.Delivery([_event(item) for item in events])
+    workspace = data.get("workspace_id")
+    return parsers.Delivery([_event(item) for item in events],
+                            organization_id=workspace if isinstance(workspace, str) else None)

@@ -25,8 +25,8 @@ def acme_headers(body: bytes, secret: str = SECRET, timestamp: int | None = None
     return {"X-Acme-Timestamp": str(timestamp), "X-Acme-Signature": f"v1={digest}"}
 
 
-def delivery(*events) -> bytes:
-    return json.dumps({"delivery_id": "dlv_7", "events": list(events)}).encode()
+def delivery(*events, workspace="ws_4f1c") -> bytes:
+    return json.dumps({"delivery_id": "dlv_7", "workspace_id": workspace, "events": list(events)}).encode()
 
 
 PING = {"id": "evt_ping_1", "type": "acme.ping", "created_at": 1763632800}
@@ -45,6 +45,7 @@ class TestAcmeInbound(HttpCase):
         cls.startClassPatcher(secret_key_patcher())
         cls.acme = cls.env["ps.hub.connector"].create({
             "name": "Acme test", "system": "acme", "signing_secret": SECRET, "auth_type": "none",
+            "acme_workspace_id": "ws_4f1c",
         })
 
     def post(self, body, headers=None, content_type=ACME_TYPE):
@@ -99,6 +100,17 @@ class TestAcmeInbound(HttpCase):
         self.assertEqual(self.acme.signature_failure_count, len(cases))
         self.assertFalse(self.events())
 
+    def test_deliveries_of_another_workspace_are_refused(self):
+        other = delivery(CONTACT, workspace="ws_9999")
+        with self.assertLogs(CONNECTOR_LOGGER, "WARNING") as logs:
+            self.assertEqual(self.post(other, acme_headers(other)).status_code, 401)
+        self.assertIn("another Acme workspace", "\n".join(logs.output))
+        self.acme.invalidate_recordset()
+        self.assertEqual(self.acme.signature_failure_count, 1)
+        self.assertFalse(self.events())
+        self.acme.acme_workspace_id = False  # no workspace set: any is accepted
+        self.assertEqual(self.post(other, acme_headers(other)).status_code, 200)
+
     def test_previous_secret_is_accepted_during_a_rotation(self):
         self.acme.action_rotate_signing_secret()
         self.acme.signing_secret = "acme_whsec_new"
@@ -151,8 +163,9 @@ class TestAcmeInbound(HttpCase):
 @tagged("post_install", "-at_install")
 class TestAcmeServices(TransactionCase):
     def test_documented_example(self):
-        body = b'{"delivery_id":"dlv_1","events":[{"id":"evt_1","type":"acme.ping","created_at":1763632800}]}'
-        expected = "v1=df183bd901c16c9d15e99ab4a2d57d028be4ae698970e0ff678a45b5275e1b9b"
+        body = (b'{"delivery_id":"dlv_1","workspace_id":"ws_4f1c","events":[{"id":"evt_1","type":"acme.ping",'
+                b'"created_at":1763632800}]}')
+        expected = "v1=06511cde6b5a2bab17ebefc0878ce6a2ae4e77533f74743f21217c8dc2f970e4"
         self.assertEqual(acme.sign(SECRET, 1763632800, body), expected)
         headers = {"X-Acme-Timestamp": "1763632800", "X-Acme-Signature": expected}
         acme.verify([SECRET], body, headers, now=1763632800 + 299)
@@ -174,3 +187,15 @@ class TestAcmeServices(TransactionCase):
             PsHubConnector._hub_parser(connector)
         self.assertEqual(PsHubConnector._hub_content_types(connector), ("application/json",))
         self.assertEqual(connector._hub_content_types(), acme.CONTENT_TYPES)
+
+    def test_the_route_reads_the_workspace_with_the_connector(self):
+        """The route's one connector query fetches the field the Acme check reads."""
+        with secret_key_patcher():
+            connector = self.env["ps.hub.connector"].create({
+                "name": "Acme", "system": "acme", "signing_secret": SECRET, "acme_workspace_id": "ws_1"})
+        token = connector.sudo().inbound_token
+        self.env.invalidate_all()
+        with self.assertQueryCount(1):
+            found = self.env["ps.hub.connector"]._hub_find_by_token(token)
+            self.assertEqual((found.system, found.acme_workspace_id, found.signature_tolerance),
+                             ("acme", "ws_1", 300))
