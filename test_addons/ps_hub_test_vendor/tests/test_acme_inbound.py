@@ -159,6 +159,31 @@ class TestAcmeInbound(HttpCase):
         self.assertRecordValues(event, [{"state": "pending", "event_type": "acme.contact.updated",
                                          "external_id": "c_1042", "ordering_key": "contact:c_1042"}])
 
+    # ------------------------------------------------------------ its event type, shipped as data
+
+    def test_its_event_type_is_processed_by_its_handler(self):
+        """The addon's event type (data) and handler (one model) process Acme contacts; the hub's
+        code names neither."""
+        event_type = self.env.ref("ps_hub_test_vendor.event_type_acme_contact_updated")
+        self.assertIn(self.acme, event_type.activation_ids.filtered("enabled").connector_id,
+                      "a new Acme connector runs it (safe on a sandbox)")
+        renamed = dict(CONTACT, id="evt_2002", object=dict(CONTACT["object"], email="ada@lovelace.example"))
+        body = delivery(PING, CONTACT, renamed)
+        self.assertEqual(self.post(body, acme_headers(body)).status_code, 200)
+        ping, contact, again = self.events()
+        self.assertEqual((contact.event_type_id, again.event_type_id), (event_type, event_type))
+        Engine = self.env["ps.hub.engine"]
+        self.assertEqual(Engine._hub_claim(10, "acme-worker"), (ping | contact | again).ids,
+                         "the second change of the contact comes with the first")
+        Engine._hub_process_claimed("acme-worker")
+        self.assertEqual((ping.state, ping.reason), ("ignored", "no_handler"))
+        self.assertEqual((contact.state, again.state), ("done", "done"))
+        partner = contact._hub_record()
+        self.assertEqual((partner, again._hub_record()), (partner, partner))
+        self.assertEqual(partner.email, "ada@lovelace.example", "the later change is applied last")
+        self.assertEqual(again.ctx_customer, "ada@lovelace.example")
+        self.assertEqual(contact._hub_linkable_models(), {"res.partner": "contact"})
+
 
 @tagged("post_install", "-at_install")
 class TestAcmeServices(TransactionCase):
