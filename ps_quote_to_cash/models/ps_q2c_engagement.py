@@ -12,6 +12,11 @@ from odoo.addons.ps_integration_hub.services.errors import BusinessError, HubErr
 from ..services.engagement import domain_of, is_free_mail, line_net_total, normalize_vat, order_line_prices
 
 FREE_MAIL_PARAM = "ps_quote_to_cash.free_mail_domains"
+# The host of a partner's website and of its e-mail, in SQL: the expressions of the indexes
+# res.partner gets here (models/res_partner.py), which the customer matching searches by.
+WEBSITE_HOST = (r"regexp_replace(regexp_replace(split_part(regexp_replace(lower(btrim(website)), "
+                r"'^[a-z][a-z0-9+.-]*://([^@/]*@)?', ''), '/', 1), ':[0-9]*$', ''), '^www\.', '')")
+EMAIL_HOST = r"substring(lower(btrim(email)) from '@([^@]*)$')"
 LOCK_TIMEOUT_MS = 5000
 # the identity row another worker holds, or changed after this transaction's snapshot
 _BUSY_ERRORS = (psycopg2.errors.SerializationFailure, psycopg2.errors.DeadlockDetected,
@@ -338,11 +343,8 @@ class PsQ2cEngagement(models.AbstractModel):
         # decides below; this only has to find at least what it would.
         self.env["res.partner"].flush_model(["website", "email", "is_company"])
         self.env.cr.execute(SQL(
-            r"""SELECT id FROM res_partner WHERE is_company AND (
-                   regexp_replace(regexp_replace(split_part(regexp_replace(lower(btrim(website)),
-                       '^[a-z][a-z0-9+.-]*://([^@/]*@)?', ''), '/', 1), ':[0-9]*$', ''), '^www\.', '') = ANY(%s)
-                   OR substring(lower(btrim(email)) from '@([^@]*)$') = ANY(%s))""",
-            sorted(domains), sorted(domains)))
+            "SELECT id FROM res_partner WHERE is_company AND (%s = ANY(%s) OR %s = ANY(%s))",
+            SQL(WEBSITE_HOST), sorted(domains), SQL(EMAIL_HOST), sorted(domains)))
         ids = [row[0] for row in self.env.cr.fetchall()]
         if not ids:
             return {}
@@ -424,7 +426,8 @@ class PsQ2cEngagement(models.AbstractModel):
             return bound
         person = self.env["res.partner"]
         if contact.email:
-            person = person.search([("parent_id", "=", partner.id), ("email", "=ilike", contact.email)], limit=1)
+            # no limit: "LIMIT 1 ORDER BY complete_name" walks the name index past every partner
+            person = person.search([("parent_id", "=", partner.id), ("email", "=ilike", contact.email)])[:1]
         if not person:
             person = person.create({
                 "parent_id": partner.id, "type": "contact", "name": contact.name,

@@ -3,6 +3,7 @@
 from unittest.mock import patch
 
 from odoo import api
+from odoo.fields import Domain
 from odoo.tests import TransactionCase, tagged
 from odoo.tools import mute_logger
 
@@ -215,3 +216,29 @@ class TestFreeMailDomains(DealCase):
         self.fake_hubspot.add_company(8405, "Firm Two Ltd", domain="firm2.example")
         self.fake_hubspot.add_deal("4405", "8405", None, LINES)
         self.assertEqual(self.close("4405")._hub_record().partner_id, firm)
+
+
+@tagged("post_install", "-at_install")
+class TestDomainLookupIsIndexed(TransactionCase):
+    def test_the_domain_lookup_reads_the_host_indexes(self):
+        """The matching's expressions are the indexes' own: a change to one that the other does
+        not follow makes every deal scan the partner table, and nothing else would tell."""
+        partner = self.env["res.partner"].create({"name": "Indexed", "is_company": True,
+                                                  "website": "https://www.indexed.example/about"})
+        Engagement = self.env["ps.q2c.engagement"]
+        self.env.cr.execute("SET LOCAL enable_seqscan = off")
+        plans = []
+        execute = type(self.env.cr).execute
+
+        def explaining(cr, query, params=None, log_exceptions=True):
+            if "FROM res_partner WHERE is_company" in str(query):
+                execute(cr, f"EXPLAIN {query.code if hasattr(query, 'code') else query}",
+                        query.params if hasattr(query, "params") else params)
+                plans.append("\n".join(row[0] for row in cr.fetchall()))
+            return execute(cr, query, params, log_exceptions)
+        with patch.object(type(self.env.cr), "execute", explaining):
+            found = Engagement._q2c_partners_by_domain(
+                Domain("is_company", "=", True), {"indexed.example"})
+        self.assertEqual(found["indexed.example"], partner)
+        self.assertIn("res_partner_q2c_website_host_idx", plans[0])
+        self.assertIn("res_partner_q2c_email_host_idx", plans[0])
