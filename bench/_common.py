@@ -92,10 +92,12 @@ def secret_key() -> str:
     return keyfile.read_text().strip()
 
 
-def write_config(path: Path, db: str, options: Sequence[str] = (), sections: Sequence[str] = ()) -> Path:
-    """Write an odoo.conf for ``db`` at ``path``; ``options`` go into [options], ``sections`` after it."""
+def write_config(path: Path, db: str, options: Sequence[str] = (), sections: Sequence[str] = (),
+                 extra_addons: Sequence[str] = ()) -> Path:
+    """Write an odoo.conf for ``db`` at ``path``; ``options`` go into [options], ``sections`` after it,
+    ``extra_addons`` (folders holding addons, e.g. queue_job's) at the end of the addons path."""
     root = odoo_root()
-    addons = [str(REPO)]
+    addons = [str(REPO), *extra_addons]
     if (root / "addons").is_dir():
         addons.insert(0, str(root / "addons"))
     path.write_text("\n".join([

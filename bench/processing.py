@@ -1,17 +1,23 @@
 #!/usr/bin/env python3
-"""Processing benchmark of the ps-hub event queue against OCA queue_job (Odoo 19).
+"""Processing benchmark of the ps-hub event queue against a bare-ORM baseline and OCA queue_job (Odoo 19).
 
     python3 bench/processing.py [--light 5000] [--deals 1000] [--db ps_hub_bench_proc] [--reuse-db]
+                                [--queue-job-path DIR]
     python3 bench/processing.py --drain [--drain-small 5000] [--drain-large 200000] [--db ps_hub_bench_drain]
 
-Installs ps_integration_hub, ps_quote_to_cash and queue_job (unless --reuse-db), then:
+Installs ps_integration_hub, ps_quote_to_cash (and queue_job when it is found) unless --reuse-db, then:
 
-1. throughput of the same handlers run by the hub's two worker crons (server
-   --workers=2 --max-cron-threads=2) and by queue_job (one job per event, channel
-   root:2, --workers=2 --max-cron-threads=0), for (a) light company.propertyChange
-   events and (b) closed-won deals read from a fake HubSpot (order + project each);
-2. hub overhead per event in one process (handler time vs. _cron_process_events time);
-3. received->done latency of signed deliveries posted at a fifth of the measured capacity.
+1. throughput of the hub's two worker crons (server --workers=2 --max-cron-threads=2) on
+   (a) light company.propertyChange events (a partner upserted each) and (b) closed-won
+   deals read from a fake HubSpot (customer, contact, confirmed order and project each);
+2. the same work done by the bare ORM in one `odoo shell` process without the hub (the
+   ceiling): the same partners upserted, the same orders created and confirmed, committed
+   per batch of the hub's size; goals: light >= 0.5x and deals >= 0.9x the bare rate;
+3. the same handlers run by queue_job (one job per event, channel root:2, --workers=2
+   --max-cron-threads=0), reported for comparison; skipped (with how to get it) when
+   queue_job is not on --queue-job-path / $PS_HUB_QUEUE_JOB_PATH / the Python path;
+4. hub overhead per event in one process (handler time vs. _cron_process_events time);
+5. received->done latency of signed deliveries posted at a fifth of the measured capacity.
 
 With --drain, only this (no queue_job needed): the drain rate of a backlog of --drain-large
 light events, idle gaps included, against that of --drain-small, on a server with Odoo's
@@ -31,6 +37,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import _common
 import requests
@@ -68,7 +75,16 @@ LINE_ITEMS = [
     {"name": "Hypercare retainer", "hs_sku": "PS-RETAINER", "quantity": 3, "price": 2800,
      "billing_model": "retainer", "recurringbillingfrequency": "monthly"},
 ]
-GOALS = {"light": 3.0, "deal": 1.5}
+# hub rate / bare-ORM rate (issue 7): the hub's queue may cost half of a bare partner upsert, and
+# a tenth of a bare order confirmation, whose own cost (order, confirmation, project) dominates
+BARE_GOALS = {"light": 0.5, "deal": 0.9}
+BATCH = 50  # the hub's default batch (ps_integration_hub.batch_size); the bare baseline commits per batch too
+QUEUE_JOB_ENV = "PS_HUB_QUEUE_JOB_PATH"
+QUEUE_JOB_HOWTO = (
+    "put OCA queue_job for Odoo 19.0 outside this repository, as DIR/queue_job: the odoo/addons/queue_job "
+    "folder of the wheel `pip download --no-deps 'odoo-addon-queue_job>=19.0,<19.1'`, or a checkout of "
+    "github.com/OCA/queue at branch 19.0 as DIR (queue_job also needs `pip install openupgradelib`); then "
+    f"pass --queue-job-path DIR or set ${QUEUE_JOB_ENV}=DIR")
 
 
 _common.configure_log(clock=True)
@@ -80,7 +96,27 @@ def utcnow() -> datetime:
 
 # ---------------------------------------------------------------- environment
 
-def write_config(db: str, http_port: int) -> None:
+def find_queue_job(option: str | None) -> tuple[Path | None, str]:
+    """(folder holding queue_job/ to add to the addons path, or None when queue_job is on the Python path
+    already; how it was found, or why it was not: then the path is None and the note starts with "not found")."""
+    given = option or os.environ.get(QUEUE_JOB_ENV)
+    if given:
+        folder = Path(given).expanduser().resolve()
+        if (folder / "__manifest__.py").is_file() and folder.name == "queue_job":
+            folder = folder.parent  # the addon itself was given: the addons path needs its parent
+        if (folder / "queue_job" / "__manifest__.py").is_file():
+            return folder, f"queue_job from {folder / 'queue_job'}"
+        return None, f"not found: no queue_job/__manifest__.py in {folder}"
+    # a pip-installed odoo-addon-queue_job lives in the odoo.addons namespace: no addons path needed
+    code = ("import importlib.util, sys; s = importlib.util.find_spec('odoo.addons.queue_job'); "
+            "sys.stdout.write(s.submodule_search_locations[0] if s else '')")
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False).stdout.strip()
+    if found:
+        return None, f"queue_job importable from {found}"
+    return None, f"not found on the Python path, no --queue-job-path nor ${QUEUE_JOB_ENV}"
+
+
+def write_config(db: str, http_port: int, queue_job_dir: Path | None = None) -> None:
     """Write .run/bench_processing.conf for ``db``, with queue_job pointed at ``http_port``."""
     _common.write_config(CONF, db, options=[
         f"dbfilter = ^{db}$",
@@ -92,7 +128,7 @@ def write_config(db: str, http_port: int) -> None:
         "host = 127.0.0.1",
         f"port = {http_port}",
         "",
-    ])
+    ], extra_addons=[str(queue_job_dir)] if queue_job_dir else [])
 
 
 def sql(db: str, query: str, params=None, fetch: bool = True):
@@ -108,6 +144,21 @@ def sql(db: str, query: str, params=None, fetch: bool = True):
 def create_db(db: str, queue_job: bool = True) -> None:
     """Drop and recreate ``db`` with ps_integration_hub, ps_quote_to_cash (and queue_job)."""
     _common.create_db(CONF, db, "ps_integration_hub,ps_quote_to_cash" + (",queue_job" if queue_job else ""))
+
+
+def ensure_queue_job(db: str) -> None:
+    """Install queue_job into a reused database that lacks it (queue_job was found after its install)."""
+    if sql(db, "SELECT 1 FROM ir_module_module WHERE name = 'queue_job' AND state = 'installed'"):
+        return
+    logfile = RUN_DIR / f"install-{db}-queue_job.log"
+    log(f"installing queue_job into {db} (log: {logfile})")
+    with logfile.open("w") as fh:
+        rc = subprocess.run([sys.executable, "-m", "odoo", "-c", str(CONF), "-d", db, "-i", "queue_job",
+                             "--stop-after-init", "--log-level=warn"],
+                            stdout=fh, stderr=subprocess.STDOUT, cwd=_common.REPO, check=False).returncode
+    if rc:
+        print(logfile.read_text()[-4000:], file=sys.stderr)
+        raise SystemExit(f"error: queue_job install failed (rc={rc})")
 
 
 def odoo_shell(db: str, script: str, timeout: float = 1800) -> dict:
@@ -151,14 +202,55 @@ env.cr.commit()
 print('BENCH ok=1')
 """
 
+# ==================================================================================================
+# The engine's API before and after the issue-7 refactor: the ONE place of this file that knows
+# both. Before it, the HubSpot batch handlers are ps.hub.event methods called on the events and
+# the worker cron entry point is ps.hub.event._cron_process_events. After it, each event type has
+# a handler model with one batch-first method, process(events) -> {event id: outcome}, and the
+# entry point may live on ps.hub.engine. Prepended to every `odoo shell` script that calls them.
+# ==================================================================================================
+ENGINE_API = """
+HANDLER_API = {  # workload: (handler model after the refactor, ps.hub.event method before it)
+    'deal': ('ps.q2c.hubspot.deal.handler', '_q2c_close_hubspot_deals'),
+    'light': ('ps.q2c.hubspot.company.handler', '_q2c_upsert_hubspot_companies'),
+}
+
+def handler_target(kind):
+    '''(model whose class holds the batch handler of ``kind`` events, the method's name).'''
+    new, old = HANDLER_API[kind]
+    return (env[new], 'process') if new in env else (env['ps.hub.event'], old)
+
+def handler_events(args, records):
+    '''The events a call of the handler got: process(events) after the refactor, events.method() before.'''
+    return args[0] if args else records
+
+def delay_handler(kind, event, **job_options):
+    '''One queue_job job that runs the handler of ``kind`` on ``event``.'''
+    model, method = handler_target(kind)
+    if method == 'process':  # the job's recordset is the handler, with the event's context
+        return model.with_env(event.env).with_delay(**job_options).process(event)
+    return getattr(event.with_delay(**job_options), method)()
+
+def worker_model():
+    '''The model whose _cron_process_events the worker crons run.'''
+    engine = env['ps.hub.engine'] if 'ps.hub.engine' in env else None
+    return engine if engine is not None and hasattr(engine, '_cron_process_events') else env['ps.hub.event']
+
+def enqueue_model():
+    '''The model whose _hub_enqueue stores a parsed delivery.'''
+    engine = env['ps.hub.engine'] if 'ps.hub.engine' in env else None
+    return engine if engine is not None and hasattr(engine, '_hub_enqueue') else env['ps.hub.event']
+"""
+
 # Inserts the events of one workload through _hub_enqueue (deliveries of 100 events, as
 # HubSpot batches them). MODE 'hub': left pending for the worker crons; MODE 'qj': set to
 # 'ignored' (so no hub worker may take them) and one queue_job job per event.
-ENQUEUE = """
+ENQUEUE = ENGINE_API + """
 import json, time
 from datetime import UTC, datetime
 from odoo.addons.ps_integration_hub.services import parsers
 Event = env['ps.hub.event'].sudo()
+Enqueue = enqueue_model().sudo()
 connector = env['ps.hub.connector'].browse(CONNECTOR_ID)
 def item(i, object_id):
     base = {'eventId': EVENT_BASE + i, 'subscriptionId': 2310087, 'portalId': 8765432, 'appId': 1160452,
@@ -174,18 +266,24 @@ ids = []
 for start in range(0, len(OBJECT_IDS), 100):
     chunk = OBJECT_IDS[start:start + 100]
     body = json.dumps([item(start + k, oid) for k, oid in enumerate(chunk)]).encode()
-    new_ids, dups = Event._hub_enqueue(connector, parsers.parse_delivery('hubspot', body), {})
+    new_ids, dups = Enqueue._hub_enqueue(connector, parsers.parse_delivery('hubspot', body), {})
     ids.extend(new_ids)
 assert len(ids) == len(OBJECT_IDS), (len(ids), len(OBJECT_IDS))
 if MODE == 'qj':
     env.cr.execute("UPDATE ps_hub_event SET state = 'ignored', ignore_reason = 'queue_job benchmark' "
                    "WHERE id = ANY(%s)", [ids])
     Event.invalidate_model()
-    # each job runs the hub's own execution of one event (same context, savepoint, handler and
-    # outcome write as a hub worker): only the queueing differs between the two systems
+    # Each job runs the handler on its one event, as a module built on queue_job would (one job
+    # per webhook event). The hub's workers run handlers with tracking and its notifications off;
+    # queue_job keeps only the context keys _job_prepare_context_before_enqueue_keys names, so it
+    # is extended here, in the enqueuing process, as such a module would extend it.
+    model, _method = handler_target(KIND)
+    for cls in {type(model), type(Event)}:
+        keys = cls._job_prepare_context_before_enqueue_keys(model)
+        cls._job_prepare_context_before_enqueue_keys = lambda self, _k=keys: (*_k, 'tracking_disable', 'mail_notrack')
     t_jobs = time.monotonic()
-    for event in Event.browse(sorted(ids)):
-        event.with_delay(channel='root', description=TAG)._hub_run()
+    for event in Event.with_context(tracking_disable=True, mail_notrack=True).browse(sorted(ids)):
+        delay_handler(KIND, event, channel='root', description=TAG)
     print('BENCH job_create_s=%.2f' % (time.monotonic() - t_jobs))
 env.cr.commit()
 print('BENCH commit_at=%s' % datetime.now(UTC).replace(tzinfo=None).isoformat())
@@ -195,15 +293,17 @@ print('BENCH ok=1')
 """
 
 # Hub overhead in one process: fresh connector, 1000 events, handler wrapped with a timer.
-OVERHEAD = """
+OVERHEAD = ENGINE_API + """
 import json, time
 from odoo.addons.ps_integration_hub.services import parsers
 Event = env['ps.hub.event'].sudo()
-cls = type(Event)
+Enqueue = enqueue_model().sudo()
+Worker = worker_model().sudo()
 env.cr.execute("SELECT count(*) FROM ps_hub_event WHERE state IN ('pending', 'retry', 'processing')")
 print('BENCH foreign_open=%s' % env.cr.fetchone()[0])
-for kind, method, object_ids in (('deal', '_q2c_close_hubspot_deals', DEAL_IDS),
-                                 ('light', '_q2c_upsert_hubspot_companies', LIGHT_IDS)):
+for kind, object_ids in (('deal', DEAL_IDS), ('light', LIGHT_IDS)):
+    model, method = handler_target(kind)
+    cls = type(model)
     connector = env['ps.hub.connector'].create({
         'name': 'overhead %s %s' % (kind, TAG), 'system': 'hubspot', 'base_url': FAKE_URL,
         'auth_type': 'bearer'})
@@ -220,27 +320,27 @@ for kind, method, object_ids in (('deal', '_q2c_close_hubspot_deals', DEAL_IDS),
         items.append(ev)
     for start in range(0, len(items), 100):
         body = json.dumps(items[start:start + 100]).encode()
-        Event._hub_enqueue(connector, parsers.parse_delivery('hubspot', body), {})
+        Enqueue._hub_enqueue(connector, parsers.parse_delivery('hubspot', body), {})
     env.cr.commit()
     original = getattr(cls, method)
     acc = {'t': 0.0, 'n': 0}
-    def timed(self, _orig=original, _acc=acc):
+    def timed(self, *args, _orig=original, _acc=acc, **kwargs):
         # the handler's writes are the handler's cost: flush them before the clock stops
         # (the savepoint around the handler would flush them otherwise, on the hub's clock)
         t = time.perf_counter()
         try:
-            result = _orig(self)
+            result = _orig(self, *args, **kwargs)
             self.env.flush_all()
             return result
         finally:
             _acc['t'] += time.perf_counter() - t
-            _acc['n'] += len(self)
+            _acc['n'] += len(handler_events(args, self))
     setattr(cls, method, timed)
     calls = 0
     try:
         t0 = time.perf_counter()
         while calls < 100:
-            Event._cron_process_events(limit=50)
+            Worker._cron_process_events(limit=50)
             calls += 1
             env.cr.execute("SELECT count(*) FROM ps_hub_event WHERE connector_id = %s AND "
                            "state IN ('pending', 'processing')", [connector.id])
@@ -253,7 +353,99 @@ for kind, method, object_ids in (('deal', '_q2c_close_hubspot_deals', DEAL_IDS),
                    [connector.id])
     states = dict(env.cr.fetchall())
     print('BENCH %s=%s' % (kind, json.dumps({'total': total, 'handler': acc['t'], 'handled': acc['n'],
-                                              'n': len(object_ids), 'calls': calls, 'states': states})))
+                                              'n': len(object_ids), 'calls': calls, 'states': states,
+                                              'handler_api': '%s.%s' % (model._name, method),
+                                              'worker': worker_model()._name})))
+print('BENCH ok=1')
+"""
+
+# The bare-ORM baseline (issue 7: "the ceiling"): the partners and orders the hub makes of the
+# same workload, made by the ORM alone in this one process, without the hub (no event, claim,
+# vendor call, matching or binding), committed per batch of the hub's size, with tracking off
+# as the hub's workers have it. ITEMS comes from the fake HubSpot's records of the workload.
+BARE = """
+import json, time
+from odoo.fields import Command
+ctx = dict(tracking_disable=True, mail_notrack=True)
+Partner = env['res.partner'].with_context(**ctx)
+countries = {}
+def country(name):
+    if name not in countries:
+        countries[name] = env['res.country'].search(['|', ('name', '=ilike', name), ('code', '=ilike', name)],
+                                                    limit=1).id or False
+    return countries[name]
+def partner_values(c):
+    return {'ref': c['ref'], 'name': c['name'], 'is_company': True, 'company_id': False,
+            'website': c['website'], 'city': c['city'], 'country_id': country(c['country'])}
+# lookups a warm hub worker has cached (not timed)
+for c in ITEMS[:1]:
+    country((c.get('company') or c)['country'])
+if KIND == 'deal':
+    company = env['res.company'].browse(COMPANY_ID)
+    eur = env.ref('base.EUR')
+    Order = env['sale.order'].with_company(company).with_context(
+        allowed_company_ids=list({company.id, *env.companies.ids}), **ctx)
+    pricelist = env['product.pricelist'].search([
+        ('currency_id', '=', eur.id), ('company_id', 'in', [company.id, False]), ('item_ids', '=', False)],
+        order='company_id, id', limit=1) or env['product.pricelist'].create({
+            'name': 'CRM prices (EUR)', 'currency_id': eur.id, 'company_id': company.id})
+    products = {p.default_code: p.id for p in env['product.product'].search(
+        [('default_code', 'in', list({l['sku'] for d in ITEMS for l in d['lines']}))])}
+    terms = {}
+    for d in ITEMS:
+        if d['payment_terms'] not in terms:
+            terms[d['payment_terms']] = env['account.payment.term'].search([
+                ('name', '=ilike', d['payment_terms']), ('company_id', 'in', [company.id, False])], limit=1).id
+    env.cr.commit()
+cpu0, t0 = time.process_time(), time.perf_counter()
+created = written = 0
+for start in range(0, len(ITEMS), BATCH):
+    batch = ITEMS[start:start + BATCH]
+    if KIND == 'light':
+        # upsert: the existing partners by their key (the binding's equivalent), the changed values
+        # written, the missing partners created in one create
+        existing = {p.ref: p for p in Partner.search([('ref', 'in', [c['ref'] for c in batch])])}
+        missing = []
+        for c in batch:
+            partner = existing.get(c['ref'])
+            if partner is None:
+                missing.append(partner_values(c))
+            elif partner.name != c['name']:
+                partner.write({'name': c['name']})
+                written += 1
+        Partner.create(missing)
+        created += len(missing)
+    else:
+        customers = Partner.create([partner_values(d['company']) for d in batch])
+        contacts = Partner.create([{'parent_id': customer.id, 'type': 'contact', 'name': d['contact']['name'],
+                                    'email': d['contact']['email']} for customer, d in zip(customers, batch)])
+        orders = Order.create([{
+            'partner_id': customer.id, 'partner_invoice_id': customer.id, 'company_id': company.id,
+            'pricelist_id': pricelist.id, 'currency_id': eur.id, 'client_order_ref': d['po'],
+            'origin': d['name'], 'payment_term_id': terms[d['payment_terms']] or False,
+            'order_line': [Command.create({'product_id': products[l['sku']], 'name': l['name'],
+                                           'product_uom_qty': l['quantity'], 'price_unit': l['price'],
+                                           'discount': 0.0}) for l in d['lines']],
+        } for customer, d in zip(customers, batch)])
+        orders.action_confirm()
+        created += len(orders)
+    env.cr.commit()
+elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+refs = [(c.get('company') or c)['ref'] for c in ITEMS]
+check = {}
+if KIND == 'light':
+    check['partners'] = Partner.search_count([('ref', 'in', refs)])
+else:
+    env.cr.execute('''
+        SELECT count(DISTINCT so.id),
+               count(DISTINCT so.id) FILTER (WHERE EXISTS (
+                   SELECT 1 FROM sale_order_line sol JOIN project_project pp ON pp.sale_line_id = sol.id
+                    WHERE sol.order_id = so.id))
+          FROM sale_order so JOIN res_partner p ON p.id = so.partner_id
+         WHERE so.state = 'sale' AND p.ref = ANY(%s)''', [refs])
+    check['orders'], check['with_project'] = env.cr.fetchone()
+print('BENCH result=%s' % json.dumps(dict(check, n=len(ITEMS), elapsed=elapsed, cpu=cpu, created=created,
+                                           written=written, batch=BATCH)))
 print('BENCH ok=1')
 """
 
@@ -379,6 +571,7 @@ class Bench:
         object_ids = self.workload(kind, n)
         out = self.enqueue("hub", kind, object_ids, "hub", f"hub-{kind}")
         lo, hi = int(out["min_id"]), int(out["max_id"])
+        self.play_autovacuum(f"hub {kind}")
         t0 = set_crons(self.db, True, trigger=True)
         m0 = time.monotonic()
         log(f"hub {kind}: crons activated and triggered, waiting for {n} events")
@@ -546,6 +739,7 @@ class Bench:
     def run_qj(self, kind: str, n: int) -> dict:
         object_ids = self.workload(kind, n)
         tag = f"bench-processing-{kind}-{self.base}"
+        self.play_autovacuum(f"queue_job {kind}")  # before the enqueue: the clock starts at its commit
         m_before = time.monotonic()
         out = self.enqueue("qj", kind, object_ids, "qj", tag)
         t0 = datetime.fromisoformat(out["commit_at"])
@@ -682,14 +876,15 @@ class Bench:
     # -------------------------------------------------------------- overhead
 
     def run_overhead(self) -> dict:
-        n = 1000
-        deal_ids = self.block(n)
-        light_ids = self.block(n)
+        # 1000 events each (fewer when the run asked for fewer): a deal costs ~0.3 s here
+        n_deal, n_light = min(1000, self.args.deals), min(1000, self.args.light)
+        deal_ids = self.block(n_deal)
+        light_ids = self.block(n_light)
         self.add_deals(deal_ids)
         self.add_companies(light_ids)
         script = (f"FAKE_URL = {self.fake.base_url!r}\nTAG = {str(self.base)!r}\nEVENT_BASE = {deal_ids[0]}\n"
                   f"DEAL_IDS = {deal_ids!r}\nLIGHT_IDS = {light_ids!r}\n" + OVERHEAD)
-        log(f"overhead: one odoo shell process, {n} deal events then {n} light events")
+        log(f"overhead: one odoo shell process, {n_deal} deal events then {n_light} light events")
         out = odoo_shell(self.db, script)
         res = {"foreign_open": int(out["foreign_open"])}
         for kind in ("deal", "light"):
@@ -701,16 +896,83 @@ class Bench:
             res[kind] = d
         return res
 
+    # -------------------------------------------------------------- bare-ORM baseline
+
+    def bare_items(self, kind: str, object_ids: list[int]) -> list[dict]:
+        """What the hub makes of these fake HubSpot objects, as plain values for the bare baseline."""
+        def company(company_id: str) -> dict:
+            props = self.fake.companies[company_id]["properties"]
+            return {"ref": company_id, "name": props["name"], "website": f"https://{props['domain']}",
+                    "city": props["city"], "country": props["country"]}
+
+        if kind == "light":
+            return [company(str(i)) for i in object_ids]
+        items = []
+        for deal_id in object_ids:
+            deal = self.fake.deals[str(deal_id)]
+            props, assoc = deal["properties"], deal["associations"]
+            contact = self.fake.contacts[assoc["contacts"]["results"][0]["id"]]["properties"]
+            lines = [self.fake.line_items[r["id"]]["properties"] for r in assoc["line items"]["results"]]
+            items.append({
+                "name": props["dealname"], "po": props["po_number"], "payment_terms": props["payment_terms"],
+                "company": company(assoc["companies"]["results"][0]["id"]),
+                "contact": {"name": f"{contact['firstname']} {contact['lastname']}", "email": contact["email"]},
+                "lines": [{"sku": line["hs_sku"], "name": line["name"], "quantity": float(line["quantity"]),
+                           "price": float(line["price"])} for line in lines],
+            })
+        return items
+
+    def run_bare(self, kind: str, n: int) -> dict:
+        """The bare-ORM baseline of a workload: one `odoo shell` process, no server running."""
+        object_ids = self.workload(kind, n)
+        items = self.bare_items(kind, object_ids)
+        self.play_autovacuum(f"bare {kind}")
+        script = (f"KIND = {kind!r}\nBATCH = {BATCH}\nCOMPANY_ID = {int(self.ids['company_id'])}\n"
+                  f"ITEMS = {json.dumps(items)}\n" + BARE)
+        log(f"bare {kind}: {n} in one odoo shell process, batches of {BATCH}")
+        res = json.loads(odoo_shell(self.db, script)["result"])
+        if kind == "light":
+            res["correct"] = res["partners"] == n
+        else:
+            res["correct"] = res["orders"] == n and res["with_project"] == n
+        log(f"bare {kind}: {res['created']} in {res['elapsed']:.1f} s = {n / res['elapsed']:.1f}/s, "
+            f"CPU of the process {res['cpu']:.1f} s")
+        return res
+
+    def play_autovacuum(self, phase: str) -> None:
+        """With PostgreSQL's autovacuum off (--vacuum auto) or --vacuum on: VACUUM (ANALYZE) the database
+        before a throughput phase, not timed, so that no phase plans on the statistics of an earlier one's
+        tables (the hub's and the baseline's searches alike)."""
+        if not self.vacuum_stand_in:
+            return
+        t0 = time.monotonic()
+        conn = pg(self.db)
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cr:
+                cr.execute("VACUUM (ANALYZE)")
+        finally:
+            conn.close()
+        log(f"{phase}: VACUUM (ANALYZE) of the database in {time.monotonic() - t0:.1f} s (not timed)")
+
     # -------------------------------------------------------------- driver
 
     def run(self) -> None:
         args = self.args
         RUN_DIR.mkdir(exist_ok=True)
-        write_config(self.db, self.port)
+        queue_job_dir, self.queue_job_note = find_queue_job(args.queue_job_path)
+        self.queue_job = not self.queue_job_note.startswith("not found")
+        if not self.queue_job:
+            log(f"queue_job comparison skipped: {self.queue_job_note}. To run it, {QUEUE_JOB_HOWTO}")
+        write_config(self.db, self.port, queue_job_dir)
         self.fake.start()
         log(f"fake HubSpot at {self.fake.base_url}")
         if not args.reuse_db:
-            create_db(self.db)
+            create_db(self.db, queue_job=self.queue_job)
+        elif self.queue_job:
+            ensure_queue_job(self.db)
+        self.autovacuum = sql(self.db, "SHOW autovacuum")[0][0]
+        self.vacuum_stand_in = {"auto": self.autovacuum != "on", "on": True, "off": False}[args.vacuum]
         self.ids = odoo_shell(self.db, f"FAKE_URL = {self.fake.base_url!r}\nSIGNING_SECRET = {SIGNING_SECRET!r}\n"
                                        f"CRONS = {list(WORKER_CRONS)!r}\n" + SETUP)
         self.notes.append(wait_ingest())
@@ -724,11 +986,16 @@ class Bench:
             hub_deal = self.results["hub_deal"]
             self.results["latency"] = self.run_latency(hub_deal["done"] / hub_deal["elapsed"])
             stop_server(self.server)
-            self.server = start_server(self.db, self.port, "queue_job", "base,web,queue_job", 0)
-            self.results["qj_light"] = self.run_qj("light", args.light)
-            self.results["qj_deal"] = self.run_qj("deal", args.deals)
-            stop_server(self.server)
             self.server = None
+            # the ceiling, right after the hub, with no server running
+            self.results["bare_light"] = self.run_bare("light", args.light)
+            self.results["bare_deal"] = self.run_bare("deal", args.deals)
+            if self.queue_job:
+                self.server = start_server(self.db, self.port, "queue_job", "base,web,queue_job", 0)
+                self.results["qj_light"] = self.run_qj("light", args.queue_job_light or args.light)
+                self.results["qj_deal"] = self.run_qj("deal", args.queue_job_deals or args.deals)
+                stop_server(self.server)
+                self.server = None
             self.results["overhead"] = self.run_overhead()
         finally:
             stop_server(self.server)
@@ -752,19 +1019,41 @@ class Bench:
         print(f"load (start) : {self.load_start}")
         print(f"load (end)   : {self.load_end}")
         print(f"ingest bench : {'; '.join(self.notes)}")
-        print(f"settings     : db={self.db} light={args.light} deals={args.deals} reuse_db={args.reuse_db}; "
-              "servers --workers=2; hub --max-cron-threads=2 (2 worker crons, batch 50); queue_job "
-              "--load=base,web,queue_job channels root:2 --max-cron-threads=0; fake HubSpot in the bench "
-              f"process (no latency); phase limit {PHASE_LIMIT:.0f} s; measured part {self.total_s:.0f} s")
+        print(f"settings     : db={self.db} light={args.light} deals={args.deals} queue_job light="
+              f"{args.queue_job_light or args.light} deals={args.queue_job_deals or args.deals} "
+              f"reuse_db={args.reuse_db}; "
+              f"servers --workers=2; hub --max-cron-threads=2 (2 worker crons, batch {BATCH}); bare ORM: one "
+              f"odoo shell process, no server, commit per {BATCH}; queue_job --load=base,web,queue_job channels "
+              "root:2 --max-cron-threads=0; fake HubSpot in the bench process (no latency); phase limit "
+              f"{PHASE_LIMIT:.0f} s; measured part {self.total_s:.0f} s")
+        stand_in = ("VACUUM (ANALYZE) of the database before each throughput phase (not timed)"
+                    if self.vacuum_stand_in else "not played by the bench")
+        print(f"autovacuum   : PostgreSQL autovacuum={self.autovacuum}; {stand_in}")
+        print(f"queue_job    : {self.queue_job_note}" + ("" if self.queue_job else
+                                                          f"; comparison skipped. To run it, {QUEUE_JOB_HOWTO}"))
         print()
-        print("1. Throughput (hub: trigger -> all events final; queue_job: enqueue commit -> all jobs final; "
-              "polled every 0.25 s, DB-timestamp figure in brackets)")
+        print("1. Throughput (hub: trigger -> all events final; bare ORM: first batch -> last commit, in its process; "
+              "queue_job: enqueue commit -> all jobs final; polled every 0.25 s, DB-timestamp figure in brackets)")
         header = f"{'workload':<8} {'system':<10} {'N':>6} {'done':>6} {'seconds':>8} {'ev/s':>8}  correctness"
         print(header)
         for kind, label in (("light", "(a)"), ("deal", "(b)")):
             rates = {}
-            for system in ("hub", "qj"):
-                res = r[f"{system}_{kind}"]
+            for system in ("hub", "bare", "qj"):
+                res = r.get(f"{system}_{kind}")
+                if res is None:
+                    continue
+                if system == "bare":
+                    done = res["created"] if res["correct"] else 0
+                    rate = res["n"] / res["elapsed"] if res["elapsed"] and res["correct"] else float("nan")
+                    check = (f"partners={res['partners']}/{res['n']}" if kind == "light" else
+                             f"sale orders={res['orders']}/{res['n']} with project={res['with_project']}")
+                    check = ("OK  " if res["correct"] else "FAIL ") + check + (
+                        f" created={res['created']} written={res['written']} process CPU={res['cpu']:.1f} s "
+                        f"({1000 * res['cpu'] / res['n']:.1f} ms/event)")
+                    rates[system] = rate
+                    print(f"{label + ' ' + kind:<8} {'bare ORM':<10} {res['n']:>6} {done:>6} {res['elapsed']:>8.1f} "
+                          f"{rate:>8.1f}  {check}")
+                    continue
                 rate = res["done"] / res["elapsed"] if res["elapsed"] else float("nan")
                 rates[system] = rate
                 if kind == "light":
@@ -783,16 +1072,22 @@ class Bench:
                 check += f" (by DB timestamps {res['db_elapsed']:.1f} s)"
                 print(f"{label + ' ' + kind:<8} {'hub' if system == 'hub' else 'queue_job':<10} {res['n']:>6} "
                       f"{res['done']:>6} {res['elapsed']:>8.1f} {rate:>8.1f}  {check}{trunc}")
-            ratio = rates["hub"] / rates["qj"] if rates["qj"] else float("nan")
-            goal = GOALS[kind]
-            print(f"{'':<8} ratio hub/queue_job = {ratio:.2f}x   goal >= {goal}x   "
+            ratio = rates["hub"] / rates["bare"] if rates.get("bare") else float("nan")
+            goal = BARE_GOALS[kind]
+            print(f"{'':<8} ratio hub/bare ORM = {ratio:.2f}x   goal >= {goal}x   "
                   f"{'PASS' if ratio >= goal else 'FAIL'}")
+            if "qj" in rates:
+                qj_ratio = rates["hub"] / rates["qj"] if rates["qj"] else float("nan")
+                print(f"{'':<8} ratio hub/queue_job = {qj_ratio:.2f}x   (reported, no goal)")
+            else:
+                print(f"{'':<8} ratio hub/queue_job: skipped (queue_job {self.queue_job_note})")
         for key in ("hub_light", "hub_deal", "qj_light", "qj_deal"):
-            if r[key]["truncated"]:
+            if key in r and r[key]["truncated"]:
                 print(f"   note: {key} did not finish within {PHASE_LIMIT:.0f} s: rate = events done / elapsed")
         print()
         o = r["overhead"]
-        print("2. Hub overhead per event (one process, _cron_process_events(limit=50), handler timed by wrapper)")
+        print(f"2. Hub overhead per event (one process, {o['deal']['worker']}._cron_process_events(limit=50), "
+              f"handler timed by wrapper: {o['deal']['handler_api']}, {o['light']['handler_api']})")
         if o["foreign_open"]:
             print(f"   note: {o['foreign_open']} open events of other connectors were in the queue at start")
         for kind, label in (("deal", "(b) deal  "), ("light", "(a) light ")):
@@ -822,15 +1117,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--light", type=int, default=5000, help="company.propertyChange events (default 5000)")
     parser.add_argument("--deals", type=int, default=1000, help="closed-won deals (default 1000)")
+    parser.add_argument("--queue-job-light", type=int, metavar="N",
+                        help="light events for queue_job (default --light): it runs them ~30x slower than the hub")
+    parser.add_argument("--queue-job-deals", type=int, metavar="N", help="deals for queue_job (default --deals)")
     parser.add_argument("--db", default="ps_hub_bench_proc")
     parser.add_argument("--reuse-db", action="store_true", help="skip the install (the data setup still runs)")
+    parser.add_argument("--queue-job-path", metavar="DIR",
+                        help=f"folder holding OCA queue_job 19.0 (or the addon itself), for the comparison; default "
+                             f"${QUEUE_JOB_ENV}, else a queue_job importable as odoo.addons.queue_job; without it "
+                             "the comparison is skipped")
     parser.add_argument("--drain", action="store_true",
                         help="only the backlog drain: --drain-large events vs --drain-small (db ps_hub_bench_drain)")
     parser.add_argument("--drain-small", type=int, default=5000, help="small backlog (default 5000)")
     parser.add_argument("--drain-large", type=int, default=200_000, help="large backlog (default 200000)")
     parser.add_argument("--vacuum", choices=("auto", "on", "off"), default="auto",
-                        help="drain: VACUUM (ANALYZE) as autovacuum would, when PostgreSQL's is off (auto, "
-                             "the default), always (on) or never (off)")
+                        help="VACUUM (ANALYZE) as autovacuum would, when PostgreSQL's is off (auto, the default), "
+                             "always (on) or never (off): before each throughput phase, or before and during "
+                             "each drain")
     args = parser.parse_args()
     if args.drain:
         if args.db == parser.get_default("db"):
