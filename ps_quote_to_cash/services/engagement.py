@@ -2,10 +2,13 @@
 
 import fnmatch
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 from urllib.parse import urlparse
+
+from odoo.addons.ps_integration_hub.services.errors import BusinessError, PermanentError
 
 # Mail providers whose domain says nothing about who the customer is: a customer is never
 # matched by one of these (an administrator adds more in the system parameter
@@ -78,6 +81,18 @@ class Engagement:
     po_number: str | None = None
     legal_entity: str | None = None
     payment_terms: str | None = None
+
+
+def read_deal(request: Callable[..., Any], path: str, what: str, crm: str, **kwargs) -> dict:
+    """The CRM's deal at ``path``; a deal the CRM no longer has is a business error (a person
+    restores it or ignores the event), not a permanent failure of the hub."""
+    try:
+        return request("GET", path, **kwargs).json()
+    except PermanentError as exc:
+        if exc.reason != "remote_not_found":
+            raise
+        raise BusinessError(f"{what} no longer exists in {crm} (deleted or merged): restore it and retry, "
+                            "or ignore this event.", reason="deal_not_found") from None
 
 
 def domain_of(value: str | None) -> str | None:

@@ -6,7 +6,7 @@ from urllib.parse import quote
 
 from odoo.addons.ps_integration_hub.services.errors import BusinessError, IgnoreEvent, PermanentError
 
-from .engagement import Contact, Customer, Engagement, Line, domain_of, optional_float
+from .engagement import Contact, Customer, Engagement, Line, domain_of, optional_float, read_deal
 
 CLOSED_WON = "closedwon"
 
@@ -114,17 +114,9 @@ def read_closed_won(request: Callable[..., Any], deal_id: str, context: dict) ->
     the hub's errors); ``context`` receives what is learnt of the deal on the way, for the
     exception desk, even when the read fails.
     """
-    try:
-        deal = request(
-            "GET", f"/crm/v3/objects/deals/{deal_id}",
-            params={"associations": "companies,contacts,line_items", "properties": ",".join(DEAL_PROPERTIES)},
-        ).json()
-    except PermanentError as exc:
-        if exc.reason != "remote_not_found":
-            raise
-        raise BusinessError(
-            f"Deal {deal_id} no longer exists in HubSpot (deleted or merged): restore it and retry, "
-            "or ignore this event.", reason="deal_not_found") from None
+    deal = read_deal(request, f"/crm/v3/objects/deals/{deal_id}", f"Deal {deal_id}", "HubSpot",
+                     params={"associations": "companies,contacts,line_items",
+                             "properties": ",".join(DEAL_PROPERTIES)})
     props = deal.get("properties") or {}
     context.update(reference=props.get("dealname") or context.get("reference"),
                    currency=props.get("deal_currency_code"), amount=props.get("amount"))

@@ -6,7 +6,7 @@ from typing import Any
 
 from odoo.addons.ps_integration_hub.services.errors import BusinessError, IgnoreEvent, PermanentError
 
-from .engagement import Customer, Engagement, Line, domain_of, optional_float, to_float
+from .engagement import Customer, Engagement, Line, domain_of, optional_float, read_deal, to_float
 
 API = "/services/data/v62.0"
 _SF_ID = re.compile(r"^[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?$")
@@ -78,14 +78,7 @@ def read_won_opportunity(request: Callable[..., Any], opp_id: str, query: str, c
     Opportunity is won, its amount, currency, legal entity and PO come from this read.
     ``context`` receives what is learnt on the way, for the exception desk.
     """
-    try:
-        opportunity = request("GET", f"{API}/sobjects/Opportunity/{opp_id}").json()
-    except PermanentError as exc:
-        if exc.reason != "remote_not_found":
-            raise
-        raise BusinessError(
-            f"Opportunity {opp_id} no longer exists in Salesforce (deleted or merged): restore it and retry, "
-            "or ignore this event.", reason="deal_not_found") from None
+    opportunity = read_deal(request, f"{API}/sobjects/Opportunity/{opp_id}", f"Opportunity {opp_id}", "Salesforce")
     if not is_won(opportunity):
         raise IgnoreEvent(
             f"opportunity {opp_id} is not won in Salesforce (IsWon {opportunity.get('IsWon')!r}, stage "
