@@ -122,6 +122,8 @@ class WrkRun:
     latency_ms: dict
     socket_errors: dict
     threads: list
+    server_cpu: dict | None = None  # CPU seconds of the Odoo server and PostgreSQL during the run
+    wrk_cpu: float = 0.0  # CPU seconds of wrk itself
 
     @property
     def statuses(self) -> dict:
@@ -144,8 +146,68 @@ class WrkRun:
         return any(t["exhausted"] for t in self.threads)
 
 
+class CpuMeter:
+    """CPU time used by the Odoo server's processes and its database's PostgreSQL backends.
+
+    On a shared machine the other work moves every rate, but much less what each request
+    costs: CPU seconds per request of the server side (Odoo workers, PostgreSQL) tell what
+    the route costs next to /web/health even when the rates are noisy. Read from /proc
+    (Linux, PostgreSQL on this machine); None when it cannot be read.
+    """
+
+    def __init__(self, server_pgid: int, db: str):
+        self.pgid = server_pgid
+        self.conn = pg_connect(db)
+        self.conn.autocommit = True
+        self.db = db
+        self.tick = os.sysconf("SC_CLK_TCK")
+
+    def _pg_pids(self) -> set[int]:
+        with self.conn.cursor() as cr:
+            cr.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                       (self.db,))
+            return {row[0] for row in cr.fetchall()}
+
+    def _ticks(self, pg_pids: set[int]) -> dict:
+        """{(kind, pid): utime + stime ticks} of the server's processes and the given backends."""
+        out = {}
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = Path(entry.path, "stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rfind(")") + 2:].split()
+            pid = int(entry.name)
+            kind = "odoo" if int(fields[2]) == self.pgid else "pg" if pid in pg_pids else None
+            if kind:
+                out[(kind, pid)] = int(fields[11]) + int(fields[12])
+        return out
+
+    def start(self):
+        try:
+            self._pids = self._pg_pids()
+            self._before = self._ticks(self._pids)
+        except (OSError, ValueError, IndexError):
+            self._before = None
+
+    def stop(self) -> dict | None:
+        """{'odoo': s, 'pg': s} since start() (processes born since then count from zero)."""
+        if self._before is None:
+            return None
+        try:
+            after = self._ticks(self._pids | self._pg_pids())
+        except (OSError, ValueError, IndexError):
+            return None
+        used = {"odoo": 0.0, "pg": 0.0}
+        for key, ticks in after.items():
+            used[key[0]] += (ticks - self._before.get(key, 0)) / self.tick
+        return used
+
+
 def run_wrk(url: str, label: str, records: list[Iterable[bytes]], duration: float, *, cycle: bool,
-            expect: tuple[int, int] = (-1, -1)) -> WrkRun:
+            expect: tuple[int, int] = (-1, -1), meter: CpuMeter | None = None) -> WrkRun:
     """Run wrk for ``duration`` s, thread i sending ``records[i]`` on its one connection."""
     WRK_DIR.mkdir(parents=True, exist_ok=True)
     prefix = WRK_DIR / label
@@ -157,7 +219,13 @@ def run_wrk(url: str, label: str, records: list[Iterable[bytes]], duration: floa
     threads = len(records)
     cmd = ["wrk", f"-t{threads}", f"-c{threads}", f"-d{max(1, round(duration))}s", "--timeout", "30s",
            "-s", str(LUA), url, "--", str(prefix), "1" if cycle else "0", str(expect[0]), str(expect[1])]
+    if meter:
+        meter.start()
+    before = os.times()
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    after = os.times()
+    cpu = meter.stop() if meter else None
+    wrk_cpu = after.children_user + after.children_system - before.children_user - before.children_system
     for tid in range(threads):
         Path(f"{prefix}.{tid}").unlink(missing_ok=True)
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("WRK_RESULT ")), None)
@@ -167,7 +235,7 @@ def run_wrk(url: str, label: str, records: list[Iterable[bytes]], duration: floa
     data = json.loads(line[len("WRK_RESULT "):])
     lat = {k: v / 1000 for k, v in data["latency_us"].items()}
     socket_errors = {k: v for k, v in data["errors"].items() if k != "status" and v}
-    return WrkRun(data["duration_us"] / 1e6, data["requests"], lat, socket_errors, data["threads"])
+    return WrkRun(data["duration_us"] / 1e6, data["requests"], lat, socket_errors, data["threads"], cpu, wrk_cpu)
 
 
 # ---------------------------------------------------------------- phases
@@ -202,8 +270,10 @@ class PhaseResult:
 
 
 class Bench:
-    def __init__(self, base: str, token: str, secret: str, uuid: str, partner_id: int, concurrency: int):
+    def __init__(self, base: str, token: str, secret: str, uuid: str, partner_id: int, concurrency: int,
+                 meter: CpuMeter | None = None):
         self.base = base
+        self.meter = meter
         self.host = base.split("://", 1)[1]
         self.hub_path = f"/ps_hub/in/{token}"
         self.hub_url = f"{base}{self.hub_path}"  # the connector's public URL: what HubSpot signs
@@ -242,7 +312,7 @@ class Bench:
     def static_phase(self, name: str, record: bytes, duration: float) -> PhaseResult:
         records = [[record]] * self.concurrency
         run_wrk(self.base, name[0] + "-warmup", records, WARMUP, cycle=True)
-        return PhaseResult(name, run_wrk(self.base, name[0], records, duration, cycle=True))
+        return PhaseResult(name, run_wrk(self.base, name[0], records, duration, cycle=True, meter=self.meter))
 
     def health(self, name: str, duration: float) -> PhaseResult:
         return self.static_phase(name, http_request("GET", "/web/health", self.host, {}), duration)
@@ -268,7 +338,7 @@ class Bench:
             firsts.append(list(range(self.next_id, self.next_id + per_thread * n, n)))
             self.next_id += per_thread * n
         records = [(self.signed_request(self.hubspot_body(first, n)) for first in mine) for mine in firsts]
-        run = run_wrk(self.base, label, records, duration, cycle=False, expect=(n, 0))
+        run = run_wrk(self.base, label, records, duration, cycle=False, expect=(n, 0), meter=self._meter(label))
         totals = self.totals
         totals.accepted += run.accepted
         for t, mine in zip(run.threads, firsts, strict=True):
@@ -298,7 +368,7 @@ class Bench:
 
     def _redeliver(self, label: str, per: list[list[tuple]], duration: float) -> WrkRun:
         records = [(self.signed_request(self.hubspot_body(first, n)) for first, n in mine) for mine in per]
-        run = run_wrk(self.base, label, records, duration, cycle=True, expect=(0, 1))
+        run = run_wrk(self.base, label, records, duration, cycle=True, expect=(0, 1), meter=self._meter(label))
         totals = self.totals
         totals.accepted += run.accepted
         totals.dup_sent += sum(t["answered"] for t in run.threads)
@@ -315,6 +385,9 @@ class Bench:
                 if answer != {"accepted": 0, "duplicates": n}:
                     totals.odd.append(f"{label}: settled redelivery answered {answer}")
         return run
+
+    def _meter(self, label: str) -> CpuMeter | None:
+        return None if label.endswith("-warmup") else self.meter
 
     def _odd(self, label: str, thread: dict) -> set[int]:
         """The answers (1-based numbers) of a thread that were not the expected one."""
@@ -376,6 +449,23 @@ def print_table(results: list[PhaseResult]) -> None:
               f"{lat['p50']:>9.1f}{lat['p95']:>9.1f}{lat['p99']:>9.1f}  {errors}")
 
 
+def print_cpu_table(results: list[PhaseResult]) -> None:
+    head = (f"{'phase':<28}{'odoo ms/req':>12}{'pg ms/req':>11}{'total':>8}{'x health':>10}"
+            f"{'wrk CPU % of a core':>21}")
+    print(head)
+    print("-" * len(head))
+    health = None
+    for r in results:
+        cpu, wrk = r.run.server_cpu, f"{100 * r.run.wrk_cpu / r.run.seconds:.0f}"
+        if not cpu or not r.run.requests:
+            print(f"{r.name:<28}{'n/a':>12}{'n/a':>11}{'n/a':>8}{'':>10}{wrk:>21}")
+            continue
+        odoo, pg = (cpu[k] * 1000 / r.run.requests for k in ("odoo", "pg"))
+        health = health or (odoo + pg if r.name.startswith("a") else None)
+        ratio = f"{(odoo + pg) / health:.2f}" if health else ""
+        print(f"{r.name:<28}{odoo:>12.2f}{pg:>11.2f}{odoo + pg:>8.2f}{ratio:>10}{wrk:>21}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per phase (default 20)")
@@ -408,7 +498,7 @@ def main() -> int:
         server = start_server(conf, args.db, port)
         log(f"odoo server up on port {port} (pid {server.pid}, 2 workers)")
         bench = Bench(base, info["token"], secret, info["webhook_uuid"], int(info["partner_id"]),
-                      args.concurrency)
+                      args.concurrency, CpuMeter(server.pid, args.db))
         phases = [
             ("a GET /web/health", bench.health, args.duration),
             ("b POST /web/hook (Odoo)", bench.hook, args.duration),
@@ -449,6 +539,9 @@ def main() -> int:
           f"-s {LUA.relative_to(REPO)} (pre-built requests, signed before each phase), on the same machine")
     print("== results")
     print_table(results)
+    print("== server CPU per request (Odoo server processes, PostgreSQL backends of the database; "
+          "from /proc, the other work of the machine excluded)")
+    print_cpu_table(results)
 
     by = {r.name[0]: r for r in results}
     t = bench.totals
