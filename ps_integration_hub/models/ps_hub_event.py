@@ -210,8 +210,8 @@ class PsHubEvent(models.Model):
 
         A cron that already has a due trigger gets no second one: under load every delivery
         would otherwise add a row the cron deletes unread. The runners are still woken, at
-        most twice a second per process (each wake-up opens a connection to the 'postgres'
-        database), in case one skipped the due trigger while the job ran elsewhere.
+        most twice a second per process (on a connection to the 'postgres' database that the
+        process keeps), in case one skipped the due trigger while the job ran elsewhere.
         """
         IrModelData = self.env["ir.model.data"]
         cron_ids = tuple(filter(None, (IrModelData._xmlid_to_res_id(x, raise_if_not_found=False)
@@ -235,7 +235,7 @@ class PsHubEvent(models.Model):
         global _LAST_WAKEUP  # noqa: PLW0603
         if not untriggered and time.monotonic() - _LAST_WAKEUP > 0.5:
             _LAST_WAKEUP = time.monotonic()
-            self.env.cr.postcommit.add(Cron._notifydb)
+            self.env.cr.postcommit.add(Cron._hub_notify_runners)
 
     # ------------------------------------------------------------------ settings
 
