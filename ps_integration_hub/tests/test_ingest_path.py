@@ -8,7 +8,6 @@ from odoo import sql_db
 from odoo.tests import tagged
 
 from ..models import ir_cron as hub_cron
-from ..models.ps_hub_connector import INBOUND_FIELDS
 from ..services import parsers
 from .common import HubCase
 
@@ -83,10 +82,11 @@ class TestIngestPath(HubCase):
     def test_find_by_token_reads_the_connector_in_one_query(self):
         Connector = self.env["ps.hub.connector"]
         token = self.hubspot.sudo().inbound_token
+        self.assertEqual(Connector._hub_inbound_fields()[0], "system")
         self.env.invalidate_all()
         with self.assertQueryCount(1):
             connector = Connector._hub_find_by_token(token)
-            values = [connector[name] for name in INBOUND_FIELDS]
+            values = [connector[name] for name in Connector._hub_inbound_fields()]
         self.assertEqual(connector, self.hubspot)
         self.assertEqual(values[0], "hubspot")
         self.assertFalse(Connector._hub_find_by_token("no-such-token"))
