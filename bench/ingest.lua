@@ -22,6 +22,22 @@ function setup(thread)
    table.insert(threads, thread)
 end
 
+-- Latency of each answer, in microseconds, kept as a histogram per thread: the bench merges
+-- the histograms of several runs exactly (wrk's own statistics cannot be merged). One
+-- connection per thread: the answer being read is always that of the last request sent.
+local ffi = require("ffi")
+ffi.cdef [[
+   typedef struct { long tv_sec; long tv_nsec; } ingest_timespec;
+   int clock_gettime(int clk_id, ingest_timespec *tp);
+]]
+local ts = ffi.new("ingest_timespec")
+local function now_us()
+   ffi.C.clock_gettime(1, ts) -- CLOCK_MONOTONIC
+   return tonumber(ts.tv_sec) * 1000000 + tonumber(ts.tv_nsec) / 1000
+end
+local sent_at = 0
+hist = {}
+
 local reqs, n = {}, 0
 local cycle, expect_accepted, expect_duplicates = false, -1, -1
 local verified = false
@@ -55,6 +71,7 @@ function request()
       return reqs[1]
    end
    sent = sent + 1
+   sent_at = now_us()
    if sent > n then
       if not cycle then
          -- unreachable unless the thread ran out: the stop in response() came too late
@@ -67,6 +84,8 @@ function request()
 end
 
 function response(status, headers, body)
+   local us = math.floor(now_us() - sent_at + 0.5)
+   hist[us] = (hist[us] or 0) + 1
    answered = answered + 1
    if status >= 200 and status < 300 then
       ok = ok + 1
@@ -109,15 +128,25 @@ function done(summary, latency, requests)
          t:get("tid"), t:get("sent"), t:get("answered"), t:get("ok"), t:get("accepted"),
          t:get("duplicates"), t:get("exhausted"), json_string(t:get("odd")), table.concat(st, ",")))
    end
+   local hist = {}
+   for _, t in ipairs(threads) do
+      for us, count in pairs(t:get("hist")) do
+         hist[us] = (hist[us] or 0) + count
+      end
+   end
+   local pairs_out = {}
+   for us, count in pairs(hist) do
+      table.insert(pairs_out, string.format("[%d,%d]", us, count))
+   end
    local e = summary.errors
    io.write(string.format(
       'WRK_RESULT {"duration_us":%d,"requests":%d,"bytes":%d,'
          .. '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},'
          .. '"latency_us":{"min":%d,"mean":%.1f,"max":%d,"p50":%d,"p90":%d,"p95":%d,"p99":%d,"p999":%d},'
-         .. '"threads":[%s]}\n',
+         .. '"threads":[%s],"hist":[%s]}\n',
       summary.duration, summary.requests, summary.bytes,
       e.connect, e.read, e.write, e.status, e.timeout,
       latency.min, latency.mean, latency.max, latency:percentile(50), latency:percentile(90),
       latency:percentile(95), latency:percentile(99), latency:percentile(99.9),
-      table.concat(per_thread, ",")))
+      table.concat(per_thread, ","), table.concat(pairs_out, ",")))
 end
