@@ -12,6 +12,7 @@ import requests
 from odoo import api, fields, models
 from odoo.exceptions import AccessError, UserError
 from odoo.tools import SQL, config
+from odoo.tools.query import Query
 
 from ..services import crypto, parsers, signatures
 from ..services.errors import OutOfTime, PermanentError, TransientError
@@ -313,8 +314,16 @@ class PsHubConnector(models.Model):
         """The active connector behind an inbound URL, or an empty recordset."""
         if not token or len(token) > 128:
             return self.browse()
-        # one query for what the route reads on every delivery
-        return self.sudo().search_fetch([("inbound_token", "=", token)], self._hub_inbound_fields(), limit=1)
+        # One query for what the route reads on every delivery. Built here rather than by
+        # search_fetch(), whose domain parsing and optimizing cost more CPU than the query:
+        # the same WHERE (token, active), and no record rule in sudo mode either.
+        connectors = self.sudo()
+        query = Query(connectors.env, connectors._table, connectors._table_sql)
+        table = connectors._table
+        query.add_where(SQL("%s = %s AND %s", connectors._field_to_sql(table, "inbound_token", query), token,
+                            connectors._field_to_sql(table, "active", query)))  # flushes what they read
+        query.limit = 1
+        return connectors._fetch_query(query, [connectors._fields[name] for name in self._hub_inbound_fields()])
 
     @api.model
     def _hub_inbound_fields(self) -> list[str]:

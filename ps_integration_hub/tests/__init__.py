@@ -11,3 +11,4 @@ from . import test_desk_rpc
 from . import test_retention
 from . import test_outbound
 from . import test_engine
+from . import test_ingest_path

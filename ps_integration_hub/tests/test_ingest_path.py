@@ -1,0 +1,130 @@
+import json
+import select
+from datetime import datetime
+
+import psycopg2
+
+from odoo import sql_db
+from odoo.tests import tagged
+
+from ..models import ir_cron as hub_cron
+from ..services import parsers
+from .common import HubCase
+
+
+@tagged("post_install", "-at_install")
+class TestIngestPath(HubCase):
+    """What the inbound route does on every delivery: find the connector, store, wake the workers."""
+
+    def stored(self, events):
+        events.flush_recordset()
+        self.env.cr.execute(
+            "SELECT event_type, event_type_id, external_id, idempotency_key, ordering_key, payload, payload_raw, "
+            "headers, state, error_class, reason, last_error, occurred_at, held, attempts, system, company_id "
+            "FROM ps_hub_event WHERE id = ANY(%s) ORDER BY id", [events.ids])
+        return self.env.cr.dictfetchall()
+
+    def test_enqueue_stores_each_value(self):
+        self.maxDiff = None
+        type_id = self.env["ps.hub.event.type"].sudo().create({
+            "name": "Test ingest", "system": "hubspot", "code": "test.ingestPath",
+            "handler_model_id": self.env["ir.model"]._get_id("ps.hub.handler.record.only"),
+        }).id
+        body = [
+            {"eventId": 1, "portalId": 7, "subscriptionType": "test.ingestPath", "objectId": 42,
+             "occurredAt": 1764400000123, "propertyValue": "é \u2028 😀 \"quoted\" \\ back", "n": 1.5},
+            {"eventId": 2, "portalId": 7, "subscriptionType": "test.ingestPath", "objectId": 42},
+            ["not an object"],
+            {"eventId": 3, "portalId": 7, "subscriptionType": "contact.creation", "objectId": 0},
+        ]
+        events, duplicates = self.enqueue(self.hubspot, body, {"Content-Type": "application/json",
+                                                               "X-HubSpot-Signature-v3": "not kept",
+                                                               "X-Request-Id": "r\x00id"})
+        self.assertEqual(duplicates, 0)
+        rows = self.stored(events)
+        self.assertEqual(len(rows), 4)
+        self.assertEqual(sorted(events.ids), events.ids, "ids in the order of the delivery")
+        first, second, malformed, other = rows
+        headers = {"Content-Type": "application/json", "X-Request-Id": "r\ufffdid"}
+        self.assertEqual(first, {
+            "event_type": "test.ingestPath", "event_type_id": type_id, "external_id": "42",
+            "idempotency_key": "7:1", "ordering_key": "test:42", "payload": body[0], "payload_raw": None,
+            "headers": headers, "state": "pending", "error_class": None, "reason": None, "last_error": None,
+            "occurred_at": datetime(2025, 11, 29, 7, 6, 40, 123000), "held": False, "attempts": 0,
+            "system": "hubspot", "company_id": self.hubspot.company_id.id,
+        })
+        self.assertEqual((second["idempotency_key"], second["occurred_at"], second["held"]), ("7:2", None, True),
+                         "the second event of object 42 waits behind the first")
+        self.assertEqual(
+            {k: malformed[k] for k in ("event_type", "event_type_id", "payload", "payload_raw", "state",
+                                       "error_class", "reason", "last_error", "held", "ordering_key")},
+            {"event_type": "malformed", "event_type_id": None, "payload": None,
+             "payload_raw": json.dumps(["not an object"], sort_keys=True), "state": "exception",
+             "error_class": "permanent", "reason": "malformed",
+             "last_error": "HubSpot event that is not a JSON object", "held": False, "ordering_key": None})
+        self.assertEqual((other["external_id"], other["ordering_key"], other["held"], other["event_type_id"]),
+                         (None, None, False, self.env["ps.hub.event.type"]._hub_type_ids().get(
+                             ("hubspot", "contact.creation"))))
+        # a later delivery of the same object is held behind the queued ones; a redelivery is a duplicate
+        later, _dup = self.enqueue(self.hubspot, [{"eventId": 4, "portalId": 7, "objectId": 42,
+                                                   "subscriptionType": "test.ingestPath"}])
+        self.assertTrue(self.stored(later)[0]["held"])
+        again, duplicates = self.enqueue(self.hubspot, body)
+        self.assertEqual((again.ids, duplicates), ([], 4))
+
+    def test_enqueue_keeps_a_malformed_body_losslessly(self):
+        body = b"\x00\xff[not json"
+        events, _dup = self.enqueue(self.hubspot, body)
+        row = self.stored(events)[0]
+        self.assertEqual((row["state"], row["reason"], row["payload"]), ("exception", "malformed", None))
+        self.assertEqual(parsers.raw_bytes(row["payload_raw"]), body)
+
+    def test_find_by_token_reads_the_connector_in_one_query(self):
+        Connector = self.env["ps.hub.connector"]
+        token = self.hubspot.sudo().inbound_token
+        self.assertEqual(Connector._hub_inbound_fields()[0], "system")
+        self.env.invalidate_all()
+        with self.assertQueryCount(1):
+            connector = Connector._hub_find_by_token(token)
+            values = [connector[name] for name in Connector._hub_inbound_fields()]
+        self.assertEqual(connector, self.hubspot)
+        self.assertEqual(values[0], "hubspot")
+        self.assertFalse(Connector._hub_find_by_token("no-such-token"))
+        self.assertFalse(Connector._hub_find_by_token("x" * 129))
+        self.assertFalse(Connector._hub_find_by_token(""))
+        self.hubspot.active = False
+        self.assertFalse(Connector._hub_find_by_token(token), "an archived connector takes nothing")
+
+    def test_notify_runners_on_a_kept_connection(self):
+        listener = psycopg2.connect(**sql_db.connection_info_for("postgres")[1])
+        listener.autocommit = True
+        self.addCleanup(listener.close)
+        with listener.cursor() as cr:
+            cr.execute("LISTEN cron_trigger")
+
+        def received():
+            payloads, deadline = [], 50
+            while deadline and len(payloads) < 1:
+                select.select([listener], [], [], 0.1)
+                listener.poll()
+                payloads += [n.payload for n in listener.notifies]
+                listener.notifies.clear()
+                deadline -= 1
+            return payloads
+
+        Cron = self.env["ir.cron"]
+        Cron._hub_notify_runners()
+        self.assertEqual(received(), [self.env.cr.dbname])
+        kept = hub_cron._NOTIFY["conn"]
+        self.assertTrue(kept and not kept.closed)
+        Cron._hub_notify_runners()
+        self.assertEqual(received(), [self.env.cr.dbname])
+        self.assertIs(hub_cron._NOTIFY["conn"], kept, "the connection is kept, not opened again")
+        # the server ends it: this call still notifies (Odoo's way), the next one opens a new one
+        with listener.cursor() as cr:
+            cr.execute("SELECT pg_terminate_backend(%s)", [kept.info.backend_pid])
+        Cron._hub_notify_runners()
+        self.assertEqual(received(), [self.env.cr.dbname])
+        Cron._hub_notify_runners()
+        self.assertEqual(received(), [self.env.cr.dbname])
+        self.assertIsNot(hub_cron._NOTIFY["conn"], kept)
