@@ -470,20 +470,44 @@ def start_server(db: str, port: int, name: str, load: str, cron_threads: int,
     return proc
 
 
-def wait_ingest() -> str:
-    deadline = time.monotonic() + 600
-    waited = 0.0
-    t0 = time.monotonic()
-    while time.monotonic() < deadline:
-        if subprocess.run(["pgrep", "-f", "bench/ingest.py"], capture_output=True, check=False).returncode:
+OTHER_BENCHES = r"bench/(ingest|processing|hot_object)\.py"
+WAIT_OTHERS = 1800.0  # seconds to wait for another benchmark run to end (a processing run takes ~20 min)
+
+
+def _own_lineage() -> set[int]:
+    """This process and its ancestors (a `timeout ... bench/processing.py` wrapper is no other run)."""
+    pids, pid = set(), os.getpid()
+    while pid > 1:
+        pids.add(pid)
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
             break
-        if waited == 0.0:
-            log("bench/ingest.py is running: waiting for it to end (up to 10 min)")
+    return pids
+
+
+def other_benches() -> list[str]:
+    """Command lines of the other benchmark runs on this machine (any checkout)."""
+    out = subprocess.run(["pgrep", "-af", OTHER_BENCHES], capture_output=True, text=True, check=False).stdout
+    own = _own_lineage()
+    return [line.split(" ", 1)[1] for line in out.splitlines()
+            if line.strip() and int(line.split(" ", 1)[0]) not in own]
+
+
+def wait_other_benches() -> str:
+    """Wait while another benchmark run (bench/ingest.py, processing.py, hot_object.py) shares the cores."""
+    t0 = time.monotonic()
+    others = other_benches()
+    if others:
+        log(f"another benchmark is running ({'; '.join(others)[:300]}): waiting for it to end "
+            f"(up to {WAIT_OTHERS / 60:.0f} min)")
+    while others and time.monotonic() - t0 < WAIT_OTHERS:
         time.sleep(5)
-        waited = time.monotonic() - t0
-    else:
-        return f"bench/ingest.py still running after {waited:.0f} s: measured anyway"
-    return f"waited {waited:.0f} s for bench/ingest.py" if waited else "no bench/ingest.py running"
+        others = other_benches()
+    waited = time.monotonic() - t0
+    if others:
+        return f"another benchmark still running after {waited:.0f} s: measured anyway"
+    return f"waited {waited:.0f} s for another benchmark run" if waited > 1 else "no other benchmark running"
 
 
 def uptime() -> str:
@@ -686,7 +710,7 @@ class Bench:
             log(f"PostgreSQL autovacuum is {self.autovacuum}: the bench plays it (--vacuum {args.vacuum})")
         self.ids = odoo_shell(self.db, f"FAKE_URL = {self.fake.base_url!r}\nSIGNING_SECRET = {SIGNING_SECRET!r}\n"
                                        f"CRONS = {list(WORKER_CRONS)!r}\n" + SETUP)
-        self.notes.append(wait_ingest())
+        self.notes.append(wait_other_benches())
         self.load_start = uptime()
         log(f"load before measuring: {self.load_start}")
         t_all = time.monotonic()
@@ -715,7 +739,7 @@ class Bench:
         print(f"python/odoo  : {platform.python_version()}  {odoo_root()}")
         print(f"load (start) : {self.load_start}")
         print(f"load (end)   : {self.load_end}")
-        print(f"ingest bench : {'; '.join(self.notes)}")
+        print(f"other benches: {'; '.join(self.notes)}")
         print(f"settings     : db={self.db} reuse_db={args.reuse_db}; server --workers=2 --max-cron-threads=2, "
               "Odoo's default time limits (real 120 s, CPU 60 s), no ODOO_NOTIFY_CRON_CHANGES; 2 worker crons, "
               f"batch 50; crons triggered once per backlog; measured part {self.total_s:.0f} s")
@@ -978,7 +1002,7 @@ class Bench:
         self.vacuum_stand_in = {"auto": self.autovacuum != "on", "on": True, "off": False}[args.vacuum]
         self.ids = odoo_shell(self.db, f"FAKE_URL = {self.fake.base_url!r}\nSIGNING_SECRET = {SIGNING_SECRET!r}\n"
                                        f"CRONS = {list(WORKER_CRONS)!r}\n" + SETUP)
-        self.notes.append(wait_ingest())
+        self.notes.append(wait_other_benches())
         self.load_start = uptime()
         log(f"load before measuring: {self.load_start}")
         t_all = time.monotonic()
@@ -1021,7 +1045,7 @@ class Bench:
         print(f"python/odoo  : {platform.python_version()}  {odoo_root()}")
         print(f"load (start) : {self.load_start}")
         print(f"load (end)   : {self.load_end}")
-        print(f"ingest bench : {'; '.join(self.notes)}")
+        print(f"other benches: {'; '.join(self.notes)}")
         print(f"settings     : db={self.db} light={args.light} deals={args.deals} queue_job light="
               f"{args.queue_job_light or args.light} deals={args.queue_job_deals or args.deals} "
               f"reuse_db={args.reuse_db}; "
