@@ -702,6 +702,8 @@ class Bench:
         RUN_DIR.mkdir(exist_ok=True)
         write_config(self.db, self.port)
         self.fake.start()
+        # first wait, so as not to slow another run down with an install
+        self.notes.append("before the install: " + wait_other_benches())
         if not args.reuse_db:
             create_db(self.db, queue_job=False)
         self.autovacuum = sql(self.db, "SHOW autovacuum")[0][0]
@@ -710,7 +712,7 @@ class Bench:
             log(f"PostgreSQL autovacuum is {self.autovacuum}: the bench plays it (--vacuum {args.vacuum})")
         self.ids = odoo_shell(self.db, f"FAKE_URL = {self.fake.base_url!r}\nSIGNING_SECRET = {SIGNING_SECRET!r}\n"
                                        f"CRONS = {list(WORKER_CRONS)!r}\n" + SETUP)
-        self.notes.append(wait_other_benches())
+        self.notes.append("before measuring: " + wait_other_benches())
         self.load_start = uptime()
         log(f"load before measuring: {self.load_start}")
         t_all = time.monotonic()
@@ -994,6 +996,7 @@ class Bench:
         write_config(self.db, self.port, queue_job_dir)
         self.fake.start()
         log(f"fake HubSpot at {self.fake.base_url}")
+        self.notes.append("before the install: " + wait_other_benches())
         if not args.reuse_db:
             create_db(self.db, queue_job=self.queue_job)
         elif self.queue_job:
@@ -1002,7 +1005,7 @@ class Bench:
         self.vacuum_stand_in = {"auto": self.autovacuum != "on", "on": True, "off": False}[args.vacuum]
         self.ids = odoo_shell(self.db, f"FAKE_URL = {self.fake.base_url!r}\nSIGNING_SECRET = {SIGNING_SECRET!r}\n"
                                        f"CRONS = {list(WORKER_CRONS)!r}\n" + SETUP)
-        self.notes.append(wait_other_benches())
+        self.notes.append("before measuring: " + wait_other_benches())
         self.load_start = uptime()
         log(f"load before measuring: {self.load_start}")
         t_all = time.monotonic()
