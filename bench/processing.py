@@ -1020,7 +1020,7 @@ class Bench:
             # the ceiling, right after the hub, with no server running
             self.results["bare_light"] = self.run_bare("light", args.light)
             self.results["bare_deal"] = self.run_bare("deal", args.deals)
-            if self.queue_job:
+            if self.queue_job and not args.no_queue_job:
                 self.server = start_server(self.db, self.port, "queue_job", "base,web,queue_job", 0)
                 self.results["qj_light"] = self.run_qj("light", args.queue_job_light or args.light)
                 self.results["qj_deal"] = self.run_qj("deal", args.queue_job_deals or args.deals)
@@ -1059,6 +1059,8 @@ class Bench:
         stand_in = ("VACUUM (ANALYZE) of the database before each throughput phase (not timed)"
                     if self.vacuum_stand_in else "not played by the bench")
         print(f"autovacuum   : PostgreSQL autovacuum={self.autovacuum}; {stand_in}")
+        if args.no_queue_job:
+            self.queue_job_note += " (its phases not run: --no-queue-job)"
         print(f"queue_job    : {self.queue_job_note}" + ("" if self.queue_job else
                                                           f"; comparison skipped. To run it, {QUEUE_JOB_HOWTO}"))
         print()
@@ -1147,6 +1149,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--light", type=int, default=5000, help="company.propertyChange events (default 5000)")
     parser.add_argument("--deals", type=int, default=1000, help="closed-won deals (default 1000)")
+    parser.add_argument("--no-queue-job", action="store_true",
+                        help="skip the queue_job phases (queue_job still goes on the addons path when found, "
+                             "for a database that has it installed)")
     parser.add_argument("--queue-job-light", type=int, metavar="N",
                         help="light events for queue_job (default --light): it runs them ~30x slower than the hub")
     parser.add_argument("--queue-job-deals", type=int, metavar="N", help="deals for queue_job (default --deals)")
