@@ -9,6 +9,7 @@ from odoo.exceptions import AccessError, UserError
 from odoo.tools import SQL
 
 from ..services import parsers
+from .ps_hub_engine import EARLIER_ACTIVE
 
 _logger = logging.getLogger(__name__)
 
@@ -375,14 +376,11 @@ class PsHubEvent(models.Model):
         if keys:
             self.env.cr.execute(SQL(
                 """
-                UPDATE ps_hub_event e SET held = EXISTS (
-                       SELECT 1 FROM ps_hub_event p WHERE p.connector_id = e.connector_id
-                          AND p.ordering_key = e.ordering_key AND p.direction = 'in' AND p.id < e.id
-                          AND p.state IN ('pending', 'retry', 'processing'))
+                UPDATE ps_hub_event e SET held = EXISTS (%s)
                  WHERE (e.connector_id, e.ordering_key) IN %s AND e.direction = 'in'
                    AND e.state IN ('pending', 'retry')
                 """,
-                tuple(keys),
+                EARLIER_ACTIVE, tuple(keys),
             ))
             self.invalidate_model(["held"])
 
