@@ -20,6 +20,9 @@ import psycopg2
 import requests
 
 REPO = Path(__file__).resolve().parent.parent
+# the fake vendors (ps_hub_fakes) of this checkout, without an install of the repository
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
 RUN_DIR = REPO / ".run"
 PG = {"host": os.environ.get("PGHOST", "127.0.0.1"), "port": int(os.environ.get("PGPORT", "5432")),
       "user": os.environ.get("PGUSER", "odoo")}
