@@ -38,6 +38,7 @@ CONF = _common.RUN_DIR / "bench_hot_object.conf"
 
 SCRIPT = r"""
 import json, statistics, time
+from odoo.addons.ps_integration_hub.models.ps_hub_engine import HEAD_WEIGHT
 from odoo.addons.ps_integration_hub.services import parsers
 from odoo.tools import SQL
 
@@ -107,8 +108,16 @@ env.cr.commit()
 print('BENCH claim_others_only_ms=%%.2f\nBENCH old_claim_others_only_ms=%%.2f' %% claim_ms())
 env.cr.execute("DELETE FROM ps_hub_event WHERE connector_id = %%s", [connector.id])
 env.cr.commit()
-enqueue([(HOT_ID, 'value %%d' %% i) for i in range(HOT)], 0)
+# first a short backlog behind the busy company (what one claim can take of it, and a
+# hundred more), then the rest of its events: the claim must cost the same with both
+SHORT = min(HOT, BATCH * HEAD_WEIGHT + 100)
+enqueue([(HOT_ID, 'value %%d' %% i) for i in range(SHORT)], 0)
 enqueue(others, 10_000_000)
+env.cr.execute("ANALYZE ps_hub_event")
+env.cr.commit()
+print('BENCH short=%%d' %% SHORT)
+print('BENCH claim_hot_short_ms=%%.2f\nBENCH old_claim_hot_short_ms=%%.2f' %% claim_ms())
+enqueue([(HOT_ID, 'value %%d' %% i) for i in range(SHORT, HOT)], SHORT)
 env.cr.execute("ANALYZE ps_hub_event")
 env.cr.commit()
 env.cr.execute("SELECT count(*) FILTER (WHERE held) FROM ps_hub_event WHERE connector_id = %%s", [connector.id])
@@ -178,12 +187,19 @@ def main() -> int:
     print(f"Busy object: {args.hot} events of one company (held behind its first: {int(v['held'])}), "
           f"ahead of {args.others} other companies; claims of {args.batch}; load average {os.getloadavg()[0]:.2f}")
     print()
-    print("| claim (median of %d, rolled back) | others only, ms | busy company ahead, ms | ratio |" % args.probes)
-    print("|---|---:|---:|---:|")
+    short = int(v["short"])
+    print(f"| claim (median of {args.probes}, rolled back) | others only, ms | busy company ahead, "
+          f"{short} of its events queued, ms | {args.hot} queued, ms | {args.hot} ÷ {short} |")
+    print("|---|---:|---:|---:|---:|")
     for label, key in (("now: heads only, held events out of the index", "claim"),
                        ("before: every queued event checked", "old_claim")):
-        alone, ahead = v[f"{key}_others_only_ms"], v[f"{key}_hot_ahead_ms"]
-        print(f"| {label} | {alone:.2f} | {ahead:.2f} | {ahead / alone:.1f}x |")
+        alone, short_ms, ahead = (v[f"{key}_others_only_ms"], v[f"{key}_hot_short_ms"],
+                                  v[f"{key}_hot_ahead_ms"])
+        print(f"| {label} | {alone:.2f} | {short_ms:.2f} | {ahead:.2f} | {ahead / short_ms:.1f}x |")
+    print()
+    print("A claim of the busy company's events now brings the head and up to "
+          f"{args.batch} x HEAD_WEIGHT - HEAD_WEIGHT events behind it (a busy object fills the claim "
+          f"instead of {args.batch} heads), so it is compared with the same claim over a short backlog.")
     print()
     print(f"Drain by one worker: all {int(v['count'])} events in {v['drain_s']:.1f} s "
           f"({v['count'] / v['drain_s']:.0f} events/s), {int(v['claims'])} claims of "
@@ -193,8 +209,8 @@ def main() -> int:
           f"its customer holds the last value: {'yes' if v['last_value_kept'] else 'NO'}")
     print()
     goals = [
-        ("claim cost with the busy company ahead <= 2x without (independent of the backlog)",
-         v["claim_hot_ahead_ms"] <= 2 * v["claim_others_only_ms"]),
+        (f"claim cost with {args.hot} events of the busy company queued <= 2x with {short} "
+         "(independent of the backlog)", v["claim_hot_ahead_ms"] <= 2 * v["claim_hot_short_ms"]),
         ("the busy company's events drain in under 60 s", v["hot_drain_s"] < 60),
         ("claims carry consecutive events of one object (mean claim size > 1)", v["mean_claim_size"] > 1),
         ("order kept (none done before an earlier one, last value kept)",

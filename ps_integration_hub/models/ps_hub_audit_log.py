@@ -17,8 +17,9 @@ class PsHubAuditLog(models.Model):
 
     # set null when retention deletes the event: the row keeps connector, type and external id
     event_id = fields.Many2one("ps.hub.event", index=True, readonly=True, ondelete="set null")
-    connector_id = fields.Many2one("ps.hub.connector", index=True, readonly=True, ondelete="set null")
-    company_id = fields.Many2one("res.company", index=True, readonly=True)
+    # one row per processed event: only the columns it is looked up by are indexed
+    connector_id = fields.Many2one("ps.hub.connector", readonly=True, ondelete="set null")
+    company_id = fields.Many2one("res.company", readonly=True)
     event_type = fields.Char(readonly=True)
     external_id = fields.Char("External ID", index=True, readonly=True)
     binding_id = fields.Many2one("ps.hub.binding", index="btree_not_null", readonly=True, ondelete="set null")

@@ -41,6 +41,14 @@ EARLIER_ACTIVE = SQL(
 )
 
 
+# A claim of ``limit`` takes ``limit`` heads, or fewer heads with the events queued behind
+# them: an event behind its head takes a tenth of a head's room, since it runs in its head's
+# handler batches (merged with it where the handler can) at a fraction of a head's cost. One
+# busy object thus drains ten times ``limit`` events a claim, and a claim still reads at most
+# ``limit`` heads and ``limit * HEAD_WEIGHT`` rows, whatever waits behind them.
+HEAD_WEIGHT = 10
+
+
 class Claimed(NamedTuple):
     """What the engine needs of a claimed event, read once per batch (no ORM record)."""
 
@@ -126,19 +134,20 @@ class PsHubEngine(models.AbstractModel):
                 took = (time.monotonic() - start) / len(ran)
                 previous = _SECONDS_PER_EVENT.get(dbname)
                 _SECONDS_PER_EVENT[dbname] = took if previous is None else (previous + took) / 2
-            more = len(claimed) == size or len(ran) < len(claimed)
+            more = len(claimed) >= size or len(ran) < len(claimed)
             cron._commit_progress(len(ran), remaining=1 if more else 0)
 
     # ------------------------------------------------------------------ claim
 
     @api.model
     def _hub_claim(self, limit: int, token: str) -> list[int]:
-        """Mark up to ``limit`` ready events as processing for ``token``; return their ids.
+        """Mark ready events as processing for ``token``, ``limit`` heads' worth; return their ids.
 
         The heads come first: ready events no earlier event of their object holds, in the
         order they became due, locked with SKIP LOCKED so that concurrent workers share the
         queue. Each head brings the ready events queued behind it on its object, in order,
-        while the claim has room. An earlier event in exception or dead does not hold the
+        while the claim has room (HEAD_WEIGHT: up to ``limit * HEAD_WEIGHT`` events of one
+        busy object). An earlier event in exception or dead does not hold the
         later ones: a person works it on the desk, in their own time, and handlers decide
         from the vendor's current state, not from the order of the messages.
         """
@@ -146,7 +155,8 @@ class PsHubEngine(models.AbstractModel):
         cr = self.env.cr
         # one statement: the heads (locked, skipping other workers' rows), the events queued
         # behind each head up to the first one not yet due, then the first ``limit`` of them
-        # in the order the heads became due, each head followed by its object's events
+        # in the order the heads became due, each head followed by its object's events, a head
+        # weighing HEAD_WEIGHT and an event behind it 1, up to ``limit`` heads' weight
         cr.execute(SQL(
             """
             WITH heads AS (
@@ -159,9 +169,10 @@ class PsHubEngine(models.AbstractModel):
                  LIMIT %(limit)s
                    FOR UPDATE SKIP LOCKED
             ), candidates AS (
-                SELECT h.next_attempt_at AS due, h.id AS head_id, h.id, TRUE AS ready FROM heads h
+                SELECT h.next_attempt_at AS due, h.id AS head_id, h.id, TRUE AS ready,
+                       %(head_weight)s AS weight FROM heads h
                  UNION ALL
-                SELECT h.next_attempt_at, h.id, f.id, f.ready
+                SELECT h.next_attempt_at, h.id, f.id, f.ready, 1
                   FROM heads h CROSS JOIN LATERAL (
                        SELECT f.id, f.next_attempt_at <= statement_timestamp() AT TIME ZONE 'UTC' AS ready
                          FROM ps_hub_event f
@@ -171,20 +182,21 @@ class PsHubEngine(models.AbstractModel):
                         LIMIT %(behind)s) f
                  WHERE h.ordering_key IS NOT NULL
             ), consecutive AS (
-                SELECT id, due, head_id,
+                SELECT id, due, head_id, weight,
                        bool_and(ready) OVER (PARTITION BY head_id ORDER BY id) AS all_ready
                   FROM candidates
             ), ranked AS (
-                SELECT id, row_number() OVER (ORDER BY due, head_id, id) AS position
+                SELECT id, sum(weight) OVER (ORDER BY due, head_id, id) AS position
                   FROM consecutive WHERE all_ready
             )
             UPDATE ps_hub_event SET state = 'processing', claim_token = %(token)s, held = FALSE,
                    claimed_at = statement_timestamp() AT TIME ZONE 'UTC', attempts = attempts + 1
-             WHERE id IN (SELECT id FROM ranked WHERE position <= %(limit)s)
+             WHERE id IN (SELECT id FROM ranked WHERE position <= %(room)s)
                AND state IN ('pending', 'retry')
             RETURNING id
             """,
-            earlier=EARLIER_ACTIVE, limit=limit, behind=max(limit - 1, 0), token=token,
+            earlier=EARLIER_ACTIVE, limit=limit, behind=max(limit - 1, 0) * HEAD_WEIGHT, token=token,
+            head_weight=HEAD_WEIGHT, room=limit * HEAD_WEIGHT,
         ))
         ids = sorted(row[0] for row in cr.fetchall())
         self.env["ps.hub.event"].invalidate_model(["state", "claim_token", "claimed_at", "attempts", "held"])

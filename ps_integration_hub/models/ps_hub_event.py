@@ -44,27 +44,27 @@ class PsHubEvent(models.Model):
     _mail_post_access = "read"
 
     connector_id = fields.Many2one(
-        "ps.hub.connector", required=True, index=True, ondelete="restrict", readonly=True,
+        "ps.hub.connector", required=True, ondelete="restrict", readonly=True,
     )
-    company_id = fields.Many2one("res.company", required=True, index=True, readonly=True)
+    company_id = fields.Many2one("res.company", required=True, readonly=True)
     system = fields.Selection(related="connector_id.system", store=True)
     direction = fields.Selection(
         [("in", "Inbound"), ("out", "Outbound")], required=True, default="in", readonly=True,
     )
-    event_type = fields.Char(required=True, index=True, readonly=True, help="The type as the vendor names it.")
+    event_type = fields.Char(required=True, readonly=True, help="The type as the vendor names it.")
     event_type_id = fields.Many2one(
-        "ps.hub.event.type", "Type", index="btree_not_null", readonly=True, ondelete="set null",
+        "ps.hub.event.type", "Type", readonly=True, ondelete="set null",
         help="The declared event type that processes it; empty when no installed module declares one.",
     )
     external_id = fields.Char(index=True, readonly=True)
     idempotency_key = fields.Char(required=True, readonly=True)
     ordering_key = fields.Char(readonly=True)
-    correlation_id = fields.Char(index=True, readonly=True, help="Shared by the events of one delivery.")
+    correlation_id = fields.Char(readonly=True, help="Shared by the events of one delivery.")
     payload = fields.Json(readonly=True)
     payload_raw = fields.Text("Raw Payload", readonly=True, help="The body as received when it could not be parsed.")
     payload_pretty = fields.Text("Payload (formatted)", compute="_compute_payload_pretty")
     headers = fields.Json(readonly=True)
-    state = fields.Selection(STATES, required=True, default="pending", index=True, readonly=True, tracking=True)
+    state = fields.Selection(STATES, required=True, default="pending", readonly=True, tracking=True)
     attempts = fields.Integer(readonly=True)
     next_attempt_at = fields.Datetime(readonly=True, default=fields.Datetime.now)
     claimed_at = fields.Datetime(readonly=True)
@@ -78,7 +78,7 @@ class PsHubEvent(models.Model):
         [("transient", "Transient"), ("permanent", "Permanent"), ("business", "Business")],
         readonly=True,
     )
-    reason = fields.Char(index=True, readonly=True, help="Short code of what went wrong, to group by.")
+    reason = fields.Char(readonly=True, help="Short code of what went wrong, to group by.")
     last_error = fields.Text(readonly=True)
     ignore_reason = fields.Text(readonly=True)
     res_model = fields.Char("Resulting Model", readonly=True)
@@ -106,6 +106,12 @@ class PsHubEvent(models.Model):
         "(connector_id, ordering_key, id) WHERE state IN ('pending', 'retry', 'processing')"
     )
     _stale_idx = models.Index("(claimed_at) WHERE state = 'processing'")
+    # the desk's default list (open exceptions, newest first); the retention walks the primary key
+    _attention_idx = models.Index("(id) WHERE state IN ('exception', 'dead')")
+    # Every index costs each event an entry at ingest and again at its claim and its outcome
+    # (those updates change indexed columns, so they are never HOT): the table keeps the ones
+    # above, the unique key (which also serves lookups by connector) and external_id for the
+    # desk's search, and no index on columns only grouped by (state, reason, types, company).
 
     @api.depends("payload", "payload_raw")
     def _compute_payload_pretty(self):

@@ -6,6 +6,7 @@ database dump alone does not reveal any credential. Several comma-separated keys
 be given; the first encrypts, all decrypt (key rotation).
 """
 
+import functools
 import os
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -55,9 +56,19 @@ def encrypt(plain: str, keys: list[str]) -> str:
 
 
 def decrypt(token: str, keys: list[str]) -> str:
-    """Plain text of ``token``; raises SecretUndecryptable when no key opens it."""
+    """Plain text of ``token``; raises SecretUndecryptable when no key opens it.
+
+    The inbound route decrypts the signing secret of every delivery: the last tokens opened
+    are remembered per process (a changed secret is a new token, a changed key list a new
+    cache key), which saves building the ciphers and checking the token's HMAC each time.
+    """
+    return _decrypt(token, tuple(keys))
+
+
+@functools.lru_cache(maxsize=64)
+def _decrypt(token: str, keys: tuple[str, ...]) -> str:
     try:
-        return _fernet(keys).decrypt(token.encode()).decode()
+        return _fernet(list(keys)).decrypt(token.encode()).decode()
     except InvalidToken:
         raise SecretUndecryptable(
             "A stored secret cannot be decrypted with the configured key(s): "

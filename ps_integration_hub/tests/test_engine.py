@@ -4,6 +4,7 @@ from odoo import fields
 from odoo.tests import tagged
 from odoo.tools import mute_logger
 
+from ..models.ps_hub_engine import HEAD_WEIGHT
 from ..services import outcome as oc
 from ..services.errors import BusinessError, TransientError
 from .common import HubCase, patched_handler
@@ -113,9 +114,11 @@ class TestEngine(HubCase):
         self.assertEqual(hot.mapped("held"), [False] + [True] * 299)
         self.assertFalse(any(others.mapped("held")))
         Engine = self.env["ps.hub.engine"]
-        first = Engine._hub_claim(50, "worker-a")
-        self.assertEqual(first, hot[:50].ids, "the head brings the next 49 events of its object")
-        self.assertEqual(Engine._hub_claim(50, "worker-b"), others.ids,
+        # a claim of 10 heads' room: the head, and 90 events behind it at a tenth of a head each
+        first = Engine._hub_claim(10, "worker-a")
+        self.assertEqual(HEAD_WEIGHT, 10)
+        self.assertEqual(first, hot[:91].ids, "the head brings the next 90 events of its object")
+        self.assertEqual(Engine._hub_claim(10, "worker-b"), others.ids,
                          "another worker takes the other objects, none of the busy one")
         seen = []
 
@@ -124,15 +127,23 @@ class TestEngine(HubCase):
             return {event.id: None for event in events}
         with patched_handler(self.env, key=KEY, batch=batch):
             Engine._hub_process_claimed("worker-a")
-            self.assertEqual(seen, hot[:50].ids, "in their order, in one batch")
+            self.assertEqual(seen, hot[:91].ids, "in their order")
             hot.invalidate_recordset()
-            self.assertEqual(hot[50].held, False, "the next event of the object is its head now")
-            self.assertEqual(Engine._hub_claim(100, "worker-a"), hot[50:150].ids)
+            self.assertEqual(hot[91].held, False, "the next event of the object is its head now")
+            self.assertEqual(Engine._hub_claim(20, "worker-a"), hot[91:282].ids)
             Engine._hub_process_claimed("worker-a")
             Engine._hub_process_claimed("worker-b")
             self.process()
-        self.assertEqual(seen, hot[:150].ids + others.ids + hot[150:].ids)
+        self.assertEqual(seen, hot[:282].ids + others.ids + hot[282:].ids)
         self.assertEqual(set(hot.mapped("state")), {"done"})
+
+    def test_heads_of_other_objects_fill_the_room_a_busy_object_leaves(self):
+        hot = self.enqueue_changes([(3000 + i, 8) for i in range(15)])
+        others = self.enqueue_changes([(4000 + i, 80 + i) for i in range(5)])
+        # room of 3 heads (30): the busy head (10) and its 14 events (14), then one more head (10)
+        # would pass it: the claim stops at the first event that does not fit
+        self.assertEqual(self.env["ps.hub.engine"]._hub_claim(3, "worker-a"), hot.ids)
+        self.assertEqual(self.env["ps.hub.engine"]._hub_claim(3, "worker-b"), others[:3].ids)
 
     def test_a_transient_failure_gives_back_the_rest_of_its_object(self):
         events = self.enqueue_changes([(40 + i, 8) for i in range(10)]) | self.enqueue_changes([(60, 9)])
