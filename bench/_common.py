@@ -203,13 +203,14 @@ def free_port() -> int:
 
 def start_server(conf: Path, db: str, port: int, logpath: Path, *, cron_threads: int,
                  before: Sequence[str] = (), after: Sequence[str] = (), env: dict | None = None,
-                 timeout: float = 90, poll: float = 0.3, see: str | None = None) -> subprocess.Popen:
-    """Start ``odoo server`` (2 workers, own process group) and wait until /web/health answers."""
+                 timeout: float = 90, poll: float = 0.3, see: str | None = None,
+                 workers: int = 2) -> subprocess.Popen:
+    """Start ``odoo server`` (``workers`` workers, own process group) and wait until /web/health answers."""
     see = see or str(logpath)
     with logpath.open("w") as logfile:
         proc = subprocess.Popen(
             [sys.executable, *odoo_launcher(), "server", "-c", str(conf), "-d", db, f"--db-filter=^{db}$",
-             *before, "--workers=2", f"--max-cron-threads={cron_threads}",
+             *before, f"--workers={workers}", f"--max-cron-threads={cron_threads}",
              f"--http-port={port}", f"--gevent-port={free_port()}", "--http-interface=127.0.0.1",
              "--log-level=warn", *after],
             stdout=logfile, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True, env=env,

@@ -96,9 +96,9 @@ def prepare(conf: Path, db: str, secret: str, public_base: str) -> dict:
     return values
 
 
-def start_server(conf: Path, db: str, port: int) -> subprocess.Popen:
-    """Start the benchmarked server (2 workers, no cron thread), log in .run/bench-server.log."""
-    return _common.start_server(conf, db, port, RUN_DIR / "bench-server.log", cron_threads=0,
+def start_server(conf: Path, db: str, port: int, workers: int) -> subprocess.Popen:
+    """Start the benchmarked server (``workers`` workers, no cron thread), log in .run/bench-server.log."""
+    return _common.start_server(conf, db, port, RUN_DIR / "bench-server.log", cron_threads=0, workers=workers,
                                 after=["--limit-time-real=600", "--limit-request=100000"],
                                 see=".run/bench-server.log")
 
@@ -512,6 +512,8 @@ def main() -> int:
                         help="wrk threads, one connection each (default 8)")
     parser.add_argument("--db", default="ps_hub_bench", help="database (default ps_hub_bench)")
     parser.add_argument("--reuse-db", action="store_true", help="do not (re)create the database")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="Odoo HTTP workers (default 2; Odoo's deployment guide sizes 2 x cores + 1)")
     parser.add_argument("--slices", type=int, default=4,
                         help="a, b and c run in this many alternating slices of duration/slices s (default 4)")
     parser.add_argument("--phases", default="abcde",
@@ -540,8 +542,8 @@ def main() -> int:
     machine = machine_info(args.db, load_at_start)
     server = None
     try:
-        server = start_server(conf, args.db, port)
-        log(f"odoo server up on port {port} (pid {server.pid}, 2 workers)")
+        server = start_server(conf, args.db, port, args.workers)
+        log(f"odoo server up on port {port} (pid {server.pid}, {args.workers} workers)")
         bench = Bench(base, info["token"], secret, info["webhook_uuid"], int(info["partner_id"]),
                       args.concurrency, CpuMeter(server.pid, args.db))
         names = {"a": "a GET /web/health", "b": "b POST /web/hook (Odoo)", "c": "c hub single-event",
@@ -588,7 +590,7 @@ def main() -> int:
           f"concurrency {args.concurrency}, db {args.db}, reuse-db {args.reuse_db}, phases {args.phases}")
     print(f"  a, b and c in {args.slices} alternating slices of {args.duration / args.slices:g} s each "
           "(a b c a b c ...), each after one warm-up")
-    print("  odoo server (odoo-bin) --workers=2 --max-cron-threads=0 --limit-request=100000, "
+    print(f"  odoo server (odoo-bin) --workers={args.workers} --max-cron-threads=0 --limit-request=100000, "
           "worker crons disabled")
     print(f"  load: wrk -t{args.concurrency} -c{args.concurrency} -d<slice or phase>s --timeout 30s "
           f"-s {LUA.relative_to(REPO)} (pre-built requests, signed before each phase), on the same machine")
