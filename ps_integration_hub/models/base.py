@@ -9,9 +9,18 @@ class _IntegrationMark(int):
     """The context value that marks the integration's own writes (``ps_hub_integration``).
 
     Checked by identity: a client can put ``ps_hub_integration: true`` in the context of an
-    RPC call, but not this object, so no user gets around the ownership rules that way.
-    It is a true int so that a context holding it can still be serialized.
+    RPC call, but not this object, so no user gets around the ownership rules that way. It
+    equals nothing but itself (a context holding ``True`` must not find the environment of
+    one holding this object), and is an int so that a context holding it still serializes.
     """
+
+    __hash__ = object.__hash__
+
+    def __eq__(self, other):
+        return self is other
+
+    def __ne__(self, other):
+        return self is not other
 
     def __copy__(self):
         return self
