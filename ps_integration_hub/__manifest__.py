@@ -18,6 +18,7 @@
         "views/ps_hub_event_type_views.xml",
         "views/ps_hub_binding_views.xml",
         "views/ps_hub_audit_log_views.xml",
+        "views/ps_hub_ownership_rule_views.xml",
         "wizards/ps_hub_event_action_wizard_views.xml",
         "views/ps_integration_hub_menus.xml",
     ],

@@ -1,3 +1,4 @@
+from . import base
 from . import ir_cron
 from . import ps_hub_connector
 from . import ps_hub_handler
@@ -8,3 +9,4 @@ from . import ps_hub_event
 from . import ps_hub_engine
 from . import ps_hub_binding
 from . import ps_hub_audit_log
+from . import ps_hub_ownership_rule

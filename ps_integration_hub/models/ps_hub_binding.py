@@ -31,6 +31,9 @@ class PsHubBinding(models.Model):
     # Any other record is bound once per kind; a partner's first binding is its reference.
     _record_unique = models.UniqueIndex(
         "(connector_id, external_model, res_model, res_id) WHERE res_model <> 'res.partner'")
+    # the records of a model bound to a system: what a user's change of a field that system
+    # owns is checked against (models/base.py)
+    _record_idx = models.Index("(res_model, res_id)")
 
     @api.depends("external_model", "external_id", "res_model", "res_id")
     def _compute_display_name(self):

@@ -26,6 +26,7 @@ from odoo.tools import SQL, config
 from ..services import budget
 from ..services import outcome as oc
 from ..services.backoff import backoff_delay
+from .base import INTEGRATION, INTEGRATION_KEY
 from .ir_cron import note_more_work, runner_pass_started
 
 _logger = logging.getLogger(__name__)
@@ -394,7 +395,9 @@ class PsHubEngine(models.AbstractModel):
     def _hub_run(self, rows: list["Claimed"]) -> list[int]:
         """Run the claimed, locked ``rows`` through their handlers and record every outcome in
         one write; return the ids of the events it ran (not those given back to the queue)."""
-        self = self.with_context(tracking_disable=True, mail_notrack=True)  # noqa: PLW0642
+        # the handlers write on behalf of the vendor: they may change the fields it owns
+        self = self.with_context(tracking_disable=True, mail_notrack=True,  # noqa: PLW0642
+                                 **{INTEGRATION_KEY: INTEGRATION})
         dispatch = self._hub_dispatch(rows)
         outcomes, timings = {}, {}
         runnable = []

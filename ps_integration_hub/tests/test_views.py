@@ -9,6 +9,7 @@ ACTIONS = [
     "ps_integration_hub.ps_hub_connector_action",
     "ps_integration_hub.ps_hub_binding_action",
     "ps_integration_hub.ps_hub_audit_log_action",
+    "ps_integration_hub.ps_hub_ownership_rule_action",
 ]
 
 

@@ -1,8 +1,13 @@
+import logging
+
 from odoo import models
 
+from odoo.addons.ps_integration_hub.services import outcome as oc
 from odoo.addons.ps_integration_hub.services.errors import HubError, IgnoreEvent, PermanentError
 
 from ..services import hubspot
+
+_logger = logging.getLogger(__name__)
 
 
 class PsQ2cHubspotCompanyHandler(models.AbstractModel):
@@ -22,7 +27,7 @@ class PsQ2cHubspotCompanyHandler(models.AbstractModel):
         order: their values are merged in that order (the later wins) and each customer is
         written once.
         """
-        results, changes = {}, {}
+        results, changes, asked = {}, {}, {}
         Binding = self.env["ps.hub.binding"]
         for connector, of_connector in events.grouped("connector_id").items():
             company_ids = {e.id: str((e.payload or {}).get("objectId") or "") for e in of_connector}
@@ -48,6 +53,7 @@ class PsQ2cHubspotCompanyHandler(models.AbstractModel):
                 values = {field: payload.get("propertyValue") or False} if field else {}
                 if field == "website" and values[field]:
                     values[field] = f"https://{values[field]}"
+                asked[event.id] = set(values)
                 binding = bound.get(company_id)
                 partner = binding and partner_of.get(binding.res_id)
                 if not partner:
@@ -63,10 +69,41 @@ class PsQ2cHubspotCompanyHandler(models.AbstractModel):
                     results[event.id] = partner
             if unbound:
                 results.update(self._q2c_match_hubspot_companies(connector, unbound, changes))
-        for partner, values in changes.items():
+        not_applied = {}  # partner id: the fields the ownership rules kept HubSpot from writing
+        for partner, asked_values in changes.items():
+            values, dropped = self.env["ps.hub.ownership.rule"]._hub_filter_inbound(
+                "res.partner", "hubspot", asked_values)
+            if dropped:
+                not_applied[partner.id] = set(dropped)
             if any(partner[name] != value for name, value in values.items()):
                 partner.write(values)
+        if not_applied:
+            self._q2c_report_not_applied(results, asked, not_applied)
         return results
+
+    def _q2c_report_not_applied(self, results, asked, not_applied):
+        """Say so on the events whose change the ownership rules kept out of the customer.
+
+        None of its change applied: the event is ignored with the fields and their owner
+        (reason ``owned_field``), and still points to its customer. Part of it applied: the
+        event is done, with a note of what was not.
+        """
+        Rules = self.env["ps.hub.ownership.rule"]
+        for event_id, names in asked.items():
+            partner = results.get(event_id)
+            if not isinstance(partner, models.BaseModel) or not names:
+                continue
+            dropped = sorted(names & not_applied.get(partner.id, set()))
+            if not dropped:
+                continue
+            message = Rules._hub_dropped_message("res.partner", "hubspot", dropped)
+            _logger.info("ps_quote_to_cash: event %s, customer %s: %s", event_id, partner.id, message)
+            if len(dropped) == len(names):
+                results[event_id] = oc.Outcome(oc.IGNORED, reason="owned_field", message=message,
+                                               res_model=partner._name, res_id=partner.id,
+                                               context=oc.clean_context({"customer": partner.display_name}))
+            else:
+                self.env["ps.hub.event"].browse(event_id).sudo()._message_log(body=message)
 
     def _q2c_first_bindings(self, connector, partners):
         """{partner id: its first HubSpot company binding}: the one whose changes are synchronised."""

@@ -1,1 +1,2 @@
 from . import test_acme_inbound
+from . import test_acme_ownership
