@@ -6,7 +6,7 @@ target)`` pairs, where a source is a path, or a path wrapped in modifiers that c
 
     direct = [
         ("properties.name", "name"),                         # dotted path
-        (strip("/properties/city"), "city"),                 # or a JSON pointer
+        (stripped("/properties/city"), "city"),                 # or a JSON pointer
         (url("properties.domain"), "website"),
         (required(money("properties.amount")), "amount"),
         (default(upper("properties.deal_currency_code"), "EUR"), "currency"),
@@ -79,7 +79,7 @@ def source(value: SourceLike) -> Source:
     raise MappingError(f"a mapping source is a path or a Source, not {value!r}")
 
 
-def strip(src: SourceLike) -> Source:
+def stripped(src: SourceLike) -> Source:
     """Surrounding white space removed (a blank string is no value)."""
     return source(src).then("strip")
 
@@ -350,6 +350,7 @@ class MapResult:
     values: dict = field(default_factory=dict)
     errors: dict = field(default_factory=dict)  # target -> why its value could not be read
     missing: list = field(default_factory=list)  # required targets that got no value
+    dropped: list = field(default_factory=list)  # targets a caller refused (fields the source does not own)
 
     @property
     def ok(self) -> bool:

@@ -13,3 +13,4 @@ from . import test_outbound
 from . import test_engine
 from . import test_ingest_path
 from . import test_mapping
+from . import test_mapping_versions

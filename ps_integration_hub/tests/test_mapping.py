@@ -28,7 +28,7 @@ VALUE_MAPS = {"deal_stage": {"closedwon": "won", "closedlost": "lost"}, "company
 class TestMappingEngine(BaseCase):
     def test_direct_rules_with_modifiers(self):
         mapping = m.compile_mapping([
-            (m.strip("properties.dealname"), "name"),
+            (m.stripped("properties.dealname"), "name"),
             (m.money("/properties/amount"), "amount"),
             (m.upper("properties.deal_currency_code"), "currency"),
             (m.as_date("properties.closedate"), "date_order"),
@@ -120,5 +120,5 @@ class TestMappingEngine(BaseCase):
         )
 
     def test_convert_modifier_and_composition_order(self):
-        mapping = m.compile_mapping([(m.upper(m.convert(m.strip("a"), lambda v: v[::-1])), "b")])
+        mapping = m.compile_mapping([(m.upper(m.convert(m.stripped("a"), lambda v: v[::-1])), "b")])
         self.assertEqual(mapping.apply({"a": " xyz "}).values, {"b": "ZYX"})

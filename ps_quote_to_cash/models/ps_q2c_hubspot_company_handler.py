@@ -1,6 +1,7 @@
 from odoo import models
 
-from odoo.addons.ps_integration_hub.services.errors import HubError, IgnoreEvent, PermanentError
+from odoo.addons.ps_integration_hub.services import outcome as oc
+from odoo.addons.ps_integration_hub.services.errors import BusinessError, HubError, IgnoreEvent, PermanentError
 
 from ..services import hubspot
 
@@ -16,15 +17,30 @@ class PsQ2cHubspotCompanyHandler(models.AbstractModel):
     def process(self, events):
         """Upsert the customers of many company events: one search, one read, one create.
 
-        A bound company's customer takes the webhook's value. An unbound company is read
-        from HubSpot and matched (binding, VAT, domain) as a deal's company is; only a
-        customer found nowhere is created. Several events of one company come in their
-        order: their values are merged in that order (the later wins) and each customer is
-        written once.
+        A bound company's customer takes the webhook's value, read through the active
+        mapping of HubSpot companies (Integration Hub > Configuration > Mappings). An
+        unbound company is read from HubSpot and matched (binding, VAT, domain) as a deal's
+        company is; only a customer found nowhere is created. Several events of one company
+        come in their order: their values are merged in that order (the later wins) and each
+        customer is written once.
+        """
+        results, changes = self._q2c_company_changes(events)
+        for partner, values in changes.items():
+            if any(partner[name] != value for name, value in values.items()):
+                partner.write(values)
+        return results
+
+    def _q2c_company_changes(self, events, read_unbound=True):
+        """({event id: outcome}, {partner: values to write}) of company events, writing nothing.
+
+        ``read_unbound`` False leaves the companies that are not bound yet without outcome
+        (they need HubSpot): what a benchmark of the mapping without a vendor measures.
         """
         results, changes = {}, {}
         Binding = self.env["ps.hub.binding"]
         for connector, of_connector in events.grouped("connector_id").items():
+            mapping = self.env["ps.hub.mapping"]._hub_active(connector, "company")
+            compiled = mapping._hub_compiled() if mapping and mapping.model == "res.partner" else None
             company_ids = {e.id: str((e.payload or {}).get("objectId") or "") for e in of_connector}
             bindings_sudo = Binding.sudo().search([
                 ("connector_id", "=", connector.id), ("external_model", "=", "company"),
@@ -36,18 +52,33 @@ class PsQ2cHubspotCompanyHandler(models.AbstractModel):
             unbound = []
             for event in of_connector:
                 payload, company_id = event.payload or {}, company_ids[event.id]
-                field = hubspot.COMPANY_FIELDS.get(payload.get("propertyName"))
                 if not company_id.isdigit():
                     results[event.id] = PermanentError(
                         f"HubSpot company id {company_id!r} is not numeric", reason="malformed")
                     continue
-                if payload.get("subscriptionType") == "company.propertyChange" and not field:
-                    results[event.id] = IgnoreEvent(
-                        f"HubSpot property {payload.get('propertyName')!r} is not synchronised")
-                    continue
-                values = {field: payload.get("propertyValue") or False} if field else {}
-                if field == "website" and values[field]:
-                    values[field] = f"https://{values[field]}"
+                values = {}
+                found = self._hub_mapping_source(event, mapping)
+                if found is not None:
+                    if compiled is None:
+                        results[event.id] = BusinessError(
+                            f"No active mapping reads HubSpot companies into customers for connector "
+                            f"{connector.name}: activate one in Integration Hub > Configuration > Mappings, "
+                            "then retry.", reason="no_mapping")
+                        continue
+                    result = mapping._hub_apply(*found, compiled=compiled)
+                    if not result.ok:
+                        results[event.id] = oc.of_exception(BusinessError(
+                            f"HubSpot company {company_id}: {'; '.join(result.problems())}. Correct the value in "
+                            f"HubSpot or the mapping {mapping.display_name}, then retry.", reason="mapping_failed",
+                        ), event.attempts).mapped_by(mapping.id)
+                        continue
+                    if not result.values:
+                        why = (f"HubSpot property {payload.get('propertyName')!r} is not synchronised"
+                               if not result.dropped else
+                               f"HubSpot does not own {', '.join(result.dropped)} of customers: the change is dropped")
+                        results[event.id] = oc.ignored(why).mapped_by(mapping.id)
+                        continue
+                    values = result.values
                 binding = bound.get(company_id)
                 partner = binding and partner_of.get(binding.res_id)
                 if not partner:
@@ -61,12 +92,22 @@ class PsQ2cHubspotCompanyHandler(models.AbstractModel):
                 else:
                     changes.setdefault(partner, {}).update(values)
                     results[event.id] = partner
-            if unbound:
-                results.update(self._q2c_match_hubspot_companies(connector, unbound, changes))
-        for partner, values in changes.items():
-            if any(partner[name] != value for name, value in values.items()):
-                partner.write(values)
-        return results
+                if found is not None and event.id in results:
+                    results[event.id] = oc.outcome_of(results[event.id], event.attempts).mapped_by(mapping.id)
+            if unbound and read_unbound:
+                matched = self._q2c_match_hubspot_companies(connector, unbound, changes)
+                for event, _company_id, values in unbound:
+                    outcome = oc.outcome_of(matched[event.id], event.attempts)
+                    results[event.id] = outcome.mapped_by(mapping.id) if values else outcome
+        return results, changes
+
+    def _hub_mapping_source(self, event, mapping):
+        """A property change carries one property: the mapping reads it as the company's
+        ``properties`` (as HubSpot's CRM API answers them), partially. A creation carries none."""
+        payload = event.payload or {}
+        if payload.get("subscriptionType") != "company.propertyChange" or not payload.get("propertyName"):
+            return None
+        return {"properties": {payload["propertyName"]: payload.get("propertyValue")}}, True
 
     def _q2c_first_bindings(self, connector, partners):
         """{partner id: its first HubSpot company binding}: the one whose changes are synchronised."""
