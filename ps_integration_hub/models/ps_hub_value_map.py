@@ -51,6 +51,21 @@ class PsHubValueMap(models.Model):
             return {e.external_value: e.res_id for e in self.entry_ids if e.res_id}
         return {e.external_value: e.value for e in self.entry_ids if e.value}
 
+    @api.model
+    def _hub_lookup(self, code: str, value):
+        """The record (or text) the value map ``code`` gives ``value``; None when the map or
+        the entry does not exist. Records come back in sudo mode: the caller checks them."""
+        if value in (None, False, ""):
+            return None
+        value_map = self.sudo().search([("code", "=", code)], limit=1)
+        if not value_map:
+            return None
+        table = {lookup_key(k): v for k, v in value_map._hub_table().items()}
+        found = table.get(lookup_key(value))
+        if found is None or value_map.kind == "value":
+            return found
+        return self.env[value_map.res_model].sudo().browse(found).exists() or None
+
     @api.model_create_multi
     def create(self, vals_list):
         value_maps = super().create(vals_list)
