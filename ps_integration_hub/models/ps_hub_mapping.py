@@ -331,10 +331,9 @@ class PsHubMapping(models.Model):
             for event in of_key:
                 if event.external_id in bound:
                     found[event.id] = bound[event.external_id]
-        records = Model.browse(set(found.values())).exists()
-        existing = set(records.ids)
-        return {event.id: Model.browse(found[event.id]) if found.get(event.id) in existing else None
-                for event in events}
+        # records taken from one recordset share its prefetch: one read per field for all of them
+        by_id = {record.id: record for record in Model.browse(set(found.values())).exists()}
+        return {event.id: by_id.get(found.get(event.id)) for event in events}
 
     def _hub_event_sources(self, events) -> dict:
         """{event id: (source document, partial) or None} as the event's handler reads it."""

@@ -165,3 +165,20 @@ class TestCompanyMapping(Q2CMixin, TransactionCase):
         event = self.change(2, "name", "Renamed")
         self.assertEqual((event.state, event.reason), ("exception", "no_mapping"))
         self.assertEqual(first._hub_record().name, "Northwind Legal LLP")
+
+
+@tagged("post_install", "-at_install")
+class TestValueMapsInClosedWon(Q2CMixin, TransactionCase):
+    def test_legal_entity_and_payment_terms_value_maps_come_before_the_name_match(self):
+        self.env.ref("ps_quote_to_cash.value_map_legal_entity").entry_ids = [
+            (0, 0, {"external_value": "PSC EU", "res_id": self.europe.id})]
+        props = self.fake_hubspot.deals["19077001"]["properties"]
+        props.update(legal_entity=" psc eu ", payment_terms="NET 45")
+        events, _dup = self.enqueue(self.hubspot, [{
+            "eventId": 1, "subscriptionType": "deal.propertyChange", "objectId": 19077001,
+            "propertyName": "dealstage", "propertyValue": "closedwon", "occurredAt": 1763632800001}])
+        self.process()
+        self.assertEqual(events.state, "done", events.last_error)
+        order = events._hub_record()
+        self.assertEqual((order.company_id, order.payment_term_id),
+                         (self.europe, self.env.ref("account.account_payment_term_45days")))
