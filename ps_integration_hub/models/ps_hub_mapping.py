@@ -165,6 +165,13 @@ class PsHubMapping(models.Model):
         self.env.registry.clear_cache()
         return True
 
+    def _hub_activate_seeds(self):
+        """Activate these shipped first versions if they are still drafts and their mapping
+        has no active version (data files call this at install and at each update)."""
+        for mapping in self.filtered(lambda m: m.state == "draft"):
+            if not self.search_count([*mapping._hub_identity_domain(), ("state", "=", "active")]):
+                mapping.action_activate()
+
     def action_dry_run(self):
         """Open the dry-run of this draft on the last stored events of its object."""
         self.ensure_one()
