@@ -129,8 +129,10 @@ class TestCompanyMapping(Q2CMixin, TransactionCase):
         self.assertEqual((self.v1.state, draft.state, draft.activated_by_id), ("archived", "active", self.user_manager))
         self.assertTrue(self.v1.archived_at and draft.activated_at)
         old = self.v1.with_user(self.user_hub)  # a reader reads the archived version and its lines
-        self.assertEqual(len(old.line_ids), 7)
-        self.assertFalse(self.line(old, "name").transform)
+        lines = {line["source_path"]: line for line in old.line_ids.read(["source_path", "field_id", "transform"])}
+        self.assertEqual(len(lines), 7)
+        self.assertEqual((lines["properties.name"]["field_id"][0], lines["properties.name"]["transform"]),
+                         (self.Field._get("res.partner", "name").id, False))
         self.assertEqual(old.version_ids, draft | self.v1)
         with self.assertRaises(UserError):
             draft.action_activate()
