@@ -81,7 +81,8 @@ class PsHubMappingDryRun(models.TransientModel):
             kind = "change" if row["changes"] else "same"
         return {
             "event_id": event.id,
-            "record_ref": f"{record._name},{record.id}" if record is not None else False,
+            "res_model": record._name if record is not None else False,
+            "res_id": record.id if record is not None else False,
             "result": kind,
             "values": "\n".join(f"{name}: {fmt(name, value)}"
                                 for name, value in (result.values if result else {}).items()) or False,
@@ -121,14 +122,11 @@ class PsHubMappingDryRunLine(models.TransientModel):
     event_id = fields.Many2one("ps.hub.event", "Event", readonly=True, ondelete="cascade")
     event_type = fields.Char(related="event_id.event_type")
     external_id = fields.Char(related="event_id.external_id")
-    record_ref = fields.Reference(selection="_selection_record_model", string="Record", readonly=True)
+    res_model = fields.Char("Record Model", readonly=True)
+    res_id = fields.Many2oneReference("Record", model_field="res_model", readonly=True)
     result = fields.Selection(RESULTS, readonly=True)
     values = fields.Text("Draft Gives", readonly=True)
     changes = fields.Text("Would Change", readonly=True, help="Field: now -> after, on the event's record.")
     differs = fields.Text("Differs from Active", readonly=True,
                           help="Field: the active version's value -> the draft's, on this event.")
     errors = fields.Text("Would Fail", readonly=True)
-
-    @api.model
-    def _selection_record_model(self):
-        return [(model.model, model.name) for model in self.env["ir.model"].sudo().search([])]

@@ -87,7 +87,7 @@ class TestCompanyMapping(Q2CMixin, TransactionCase):
         name_now = partner.name
         self.assertEqual(name_now, "Northwind Legal & Co")
         renamed = by_event[events[1].id]
-        self.assertEqual((renamed.result, renamed.record_ref), ("change", partner))
+        self.assertEqual((renamed.result, renamed.res_model, renamed.res_id), ("change", "res.partner", partner.id))
         self.assertEqual(renamed.changes, "name: 'Northwind Legal & Co' -> 'NORTHWIND LEGAL & CO'")
         self.assertEqual(renamed.differs, "name: 'Northwind Legal & Co' -> 'NORTHWIND LEGAL & CO'")
         country = by_event[events[2].id]
