@@ -240,11 +240,25 @@ class PsHubMapping(models.Model):
 
     # ------------------------------------------------------------------ apply
 
-    def _hub_apply(self, source, partial: bool = False, compiled=None) -> mp.MapResult:
+    def _hub_apply(self, source, partial: bool = False, compiled=None, lookups=None) -> mp.MapResult:
         """The mapping's result on ``source`` (a payload dict), its values filtered by the
-        ownership rules: the fields the system does not own are dropped."""
+        ownership rules: the fields the system does not own are dropped.
+
+        A value a value map has no entry for is matched by the map's match field (a legal
+        entity by the company's name); ``lookups`` caches those searches across calls.
+        """
         self.ensure_one()
         result = (compiled or self._hub_compiled()).apply(source, partial=partial)
+        if result.unmatched:
+            lookups = {} if lookups is None else lookups
+            for target, (code, value) in list(result.unmatched.items()):
+                if ("map", code) not in lookups:
+                    lookups["map", code] = self.env["ps.hub.value.map"].sudo().search([("code", "=", code)], limit=1)
+                value_map = lookups["map", code]
+                record_id = value_map._hub_match(value, lookups) if value_map else None
+                if record_id:
+                    result.values[target] = record_id
+                    del result.errors[target], result.unmatched[target]
         if result.values and self.direction == "in" and "ps.hub.ownership.rule" in self.env:
             values, dropped = self.env["ps.hub.ownership.rule"]._hub_filter_inbound(
                 self.model, self.system, result.values)
@@ -392,7 +406,7 @@ class PsHubMapping(models.Model):
         compared = compare._hub_compiled() if compare else None
         sources = self._hub_event_sources(events)
         records = self._hub_event_records(events) if self.direction == "in" else {}
-        report = []
+        report, lookups = [], {}
         for event in events:
             found = sources.get(event.id)
             row = {"event": event, "record": records.get(event.id), "result": None, "changes": {}, "differs": {},
@@ -401,9 +415,9 @@ class PsHubMapping(models.Model):
             if found is None:
                 continue
             source, partial = found
-            result = row["result"] = self._hub_apply(source, partial, compiled)
+            result = row["result"] = self._hub_apply(source, partial, compiled, lookups)
             if compared is not None:
-                before = compare._hub_apply(source, partial, compared)
+                before = compare._hub_apply(source, partial, compared, lookups)
                 row["differs"] = mp.changes(result.values, before.values)
                 failed = set(result.failed)  # said in the errors, not as a difference
                 for name in before.values.keys() - result.values.keys() - failed:

@@ -24,6 +24,12 @@ class PsHubValueMap(models.Model):
         help="The model of the records the vendor values map to (kind Odoo Record).",
     )
     res_model = fields.Char(related="model_id.model", store=True, string="Record Model Name")
+    match_field_id = fields.Many2one(
+        "ir.model.fields", "Else Match By", ondelete="set null",
+        domain="[('model_id', '=', model_id), ('ttype', '=', 'char'), ('store', '=', True)]",
+        help="A vendor value without entry is looked for in this field of the records (same text, any "
+             "case): one record found is the value. Empty: a value without entry fails.",
+    )
     entry_ids = fields.One2many("ps.hub.value.map.entry", "value_map_id", "Entries", copy=True)
     entry_count = fields.Integer(compute="_compute_entry_count")
     note = fields.Text(translate=True)
@@ -43,6 +49,20 @@ class PsHubValueMap(models.Model):
             [("value_map_id", "in", self.ids)], ["value_map_id"], ["__count"]))
         for value_map in self:
             value_map.entry_count = counts.get(value_map, 0)
+
+    def _hub_match(self, value, found: dict | None = None):
+        """The id of the one record whose match field equals ``value`` (any case), or None.
+        ``found`` caches the answers of one run: {(map id, key): id or None}."""
+        self.ensure_one()
+        if self.kind != "record" or not self.match_field_id or not isinstance(value, str) or not value.strip():
+            return None
+        found = {} if found is None else found
+        key = (self.id, lookup_key(value))
+        if key not in found:
+            records = self.env[self.res_model].sudo().with_context(active_test=False).search(
+                [(self.match_field_id.name, "=ilike", value.strip())], limit=2)
+            found[key] = records.id if len(records) == 1 else None
+        return found[key]
 
     def _hub_table(self) -> dict:
         """{vendor value: Odoo value} (a record id for a map of records) for the mapping engine."""

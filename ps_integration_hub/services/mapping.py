@@ -50,6 +50,15 @@ class MappingError(ValueError):
     """The mapping itself is wrong (a bad path, an unknown transform or value map)."""
 
 
+class Unmatched(ValueError):
+    """A value map has no entry for the value (the caller may resolve it another way)."""
+
+    def __init__(self, value_map: str, value: Any):
+        super().__init__(f"value map {value_map} has no entry for {value!r}")
+        self.value_map = value_map
+        self.value = value
+
+
 # ---------------------------------------------------------------------------- declaration
 
 
@@ -334,7 +343,7 @@ def _step(name: str, argument: Any, value_maps: Mapping[str, Mapping]) -> Callab
             try:
                 return table[lookup_key(value)]
             except KeyError:
-                raise ValueError(f"value map {argument} has no entry for {value!r}") from None
+                raise Unmatched(argument, value) from None
 
         return _lookup
     raise MappingError(f"transform {name!r} is unknown (known: {', '.join(TRANSFORMS)})")
@@ -351,6 +360,7 @@ class MapResult:
     errors: dict = field(default_factory=dict)  # target -> why its value could not be read
     missing: list = field(default_factory=list)  # required targets that got no value
     dropped: list = field(default_factory=list)  # targets a caller refused (fields the source does not own)
+    unmatched: dict = field(default_factory=dict)  # target -> (value map, value) it had no entry for
 
     @property
     def ok(self) -> bool:
@@ -389,7 +399,7 @@ class CompiledMapping:
 
     def apply(self, payload: Any, partial: bool = False) -> MapResult:
         """The values of ``payload``; with ``partial``, only the rules whose path it has."""
-        values, errors, missing = {}, {}, []
+        values, errors, missing, unmatched = {}, {}, [], {}
         empty = self.empty
         for target, keys, steps, fallback, is_required, path in self._rules:
             value = read_path(payload, keys)
@@ -406,6 +416,8 @@ class CompiledMapping:
                         value = None
             except (ValueError, TypeError, ArithmeticError) as exc:
                 errors[target] = f"{path}: {exc}"
+                if isinstance(exc, Unmatched):
+                    unmatched[target] = (exc.value_map, exc.value)
                 continue
             if value is None:
                 if is_required:
@@ -414,7 +426,7 @@ class CompiledMapping:
                     values[target] = empty
             else:
                 values[target] = value
-        return MapResult(values, errors, missing)
+        return MapResult(values, errors, missing, unmatched=unmatched)
 
     def sources_of(self, path: str) -> list[str]:
         """The targets fed by the source ``path`` (either spelling)."""

@@ -78,6 +78,7 @@ class TestMappingEngine(BaseCase):
         self.assertFalse(result.ok)
         self.assertIn("is not an amount", result.errors["amount"])
         self.assertIn("has no entry for 'Other Ltd'", result.errors["company_id"])
+        self.assertEqual(result.unmatched, {"company_id": ("company", "Other Ltd")}, "for a caller to resolve")
         self.assertEqual(result.missing, [], "a blank PO is a value (no strip asked), not a missing one")
         self.assertEqual(result.values, {"client_order_ref": "  ", "currency": "USD", "stage": "lost", "note": False})
         result = mapping.apply({"properties": {"amount": "5", "po_number": None}})

@@ -36,7 +36,7 @@ class PsQ2cHubspotCompanyHandler(models.AbstractModel):
         ``read_unbound`` False leaves the companies that are not bound yet without outcome
         (they need HubSpot): what a benchmark of the mapping without a vendor measures.
         """
-        results, changes = {}, {}
+        results, changes, lookups = {}, {}, {}
         Binding = self.env["ps.hub.binding"]
         for connector, of_connector in events.grouped("connector_id").items():
             mapping = self.env["ps.hub.mapping"]._hub_active(connector, "company")
@@ -65,7 +65,7 @@ class PsQ2cHubspotCompanyHandler(models.AbstractModel):
                             f"{connector.name}: activate one in Integration Hub > Configuration > Mappings, "
                             "then retry.", reason="no_mapping")
                         continue
-                    result = mapping._hub_apply(*found, compiled=compiled)
+                    result = mapping._hub_apply(*found, compiled=compiled, lookups=lookups)
                     if not result.ok:
                         results[event.id] = oc.of_exception(BusinessError(
                             f"HubSpot company {company_id}: {'; '.join(result.problems())}. Correct the value in "

@@ -1,6 +1,8 @@
 from odoo.exceptions import UserError
 from odoo.tests import TransactionCase, tagged
 
+from ps_hub_fakes import load_fixture
+
 from .common import Q2CMixin
 
 
@@ -184,3 +186,29 @@ class TestValueMapsInClosedWon(Q2CMixin, TransactionCase):
         order = events._hub_record()
         self.assertEqual((order.company_id, order.payment_term_id),
                          (self.europe, self.env.ref("account.account_payment_term_45days")))
+
+    def test_dry_run_of_the_opportunity_mapping_on_outbound_messages(self):
+        """The message's fields through the draft, compared with the order the Opportunity made;
+        the legal entity, without value map entry, is matched by the company's name."""
+        body = load_fixture("salesforce/outbound_message_opportunity.xml").encode()
+        event, _dup = self.enqueue(self.salesforce, body)
+        self.process()
+        order = event._hub_record()
+        self.assertEqual((event.state, order.company_id), ("done", self.inc))
+        v1 = self.env.ref("ps_quote_to_cash.mapping_salesforce_opportunity")
+        draft = v1.with_user(self.user_manager).action_new_draft()
+        draft = self.env["ps.hub.mapping"].browse(draft["res_id"])
+        draft.line_ids.filtered(lambda line: line.source_path == "Name").transform = "upper"
+        [row] = draft._hub_dry_run(event)
+        self.assertEqual(row["record"], order)
+        self.assertTrue(row["result"].ok, row["result"].problems())
+        self.assertEqual(row["result"].values, {
+            "origin": "CONTOSO ENGINEERING - ASSET MANAGEMENT IMPLEMENTATION", "client_order_ref": "4500098812",
+            "company_id": self.inc.id})
+        self.assertEqual(row["changes"], {"origin": ("Contoso Engineering - Asset management implementation",
+                                                     "CONTOSO ENGINEERING - ASSET MANAGEMENT IMPLEMENTATION")})
+        self.assertEqual(list(row["differs"]), ["origin"])
+        payload = dict(event.payload, sobject=dict(event.payload["sobject"], Legal_Entity__c="PS Consulting Mars"))
+        event.sudo().write({"payload": payload})
+        [row] = draft._hub_dry_run(event)
+        self.assertIn("legal_entity has no entry for 'PS Consulting Mars'", row["result"].errors["company_id"])
