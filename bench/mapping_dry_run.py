@@ -9,8 +9,8 @@ of them in two ways, alternately, --rounds times each, the ORM cache emptied bef
    draft and the active version applied to each event, compared with each other and with
    the event's customer, nothing written;
 2. for real without writing: the company handler's own path
-   (``ps.q2c.hubspot.company.handler._q2c_company_changes`` with the draft active, then the
-   comparison ``process`` makes before it writes), the write left out.
+   (``ps.q2c.hubspot.company.handler.process`` without its ``write``: ``_q2c_company_changes``
+   with the draft active, ``_q2c_values_to_write`` and ``_q2c_note_mapping``).
 
 It prints the median of each, the ratio and the goal (dry-run < 1.10x the real path), and
 as information the wizard's run on the same events (the report stored as wizard lines).
@@ -75,8 +75,10 @@ def dry_run():
     return sum(1 for row in report if row['changes'])
 
 def for_real():
-    results, changes = handler._q2c_company_changes(Event.browse(ids), read_unbound=False)
-    to_write = [p for p, values in changes.items() if any(p[name] != value for name, value in values.items())]
+    events = Event.browse(ids)
+    results, changes, _asked, mapped = handler._q2c_company_changes(events, read_unbound=False)
+    to_write = handler._q2c_values_to_write(changes)  # process() writes these
+    handler._q2c_note_mapping(events, results, mapped)
     return len(to_write)
 
 # the draft must be the active version for the handler: activate it, the dry-run still

@@ -240,9 +240,11 @@ class PsHubMapping(models.Model):
 
     # ------------------------------------------------------------------ apply
 
-    def _hub_apply(self, source, partial: bool = False, compiled=None, lookups=None) -> mp.MapResult:
+    def _hub_apply(self, source, partial: bool = False, compiled=None, lookups=None,
+                   ownership: bool = True) -> mp.MapResult:
         """The mapping's result on ``source`` (a payload dict), its values filtered by the
-        ownership rules: the fields the system does not own are dropped.
+        ownership rules unless ``ownership`` is False: the fields the system does not own
+        are dropped (``result.dropped``).
 
         A value a value map has no entry for is matched by the map's match field (a legal
         entity by the company's name); ``lookups`` caches those searches across calls.
@@ -259,7 +261,7 @@ class PsHubMapping(models.Model):
                 if record_id:
                     result.values[target] = record_id
                     del result.errors[target], result.unmatched[target]
-        if result.values and self.direction == "in" and "ps.hub.ownership.rule" in self.env:
+        if ownership and result.values and self.direction == "in" and "ps.hub.ownership.rule" in self.env:
             values, dropped = self.env["ps.hub.ownership.rule"]._hub_filter_inbound(
                 self.model, self.system, result.values)
             result.values, result.dropped = dict(values), list(dropped)

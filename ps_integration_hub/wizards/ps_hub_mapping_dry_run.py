@@ -71,8 +71,8 @@ class PsHubMappingDryRun(models.TransientModel):
     def _hub_line_values(self, mapping, row) -> dict:
         result, record, event = row["result"], row["record"], row["event"]
         fmt = self._hub_formatter(mapping)
-        if result is None:
-            kind = "skipped"
+        if result is None or (result.ok and not result.values):
+            kind = "skipped"  # the event carries nothing this mapping reads
         elif not result.ok:
             kind = "failed"
         elif record is None:

@@ -22,21 +22,41 @@ class PsQ2cHubspotCompanyHandler(models.AbstractModel):
         unbound company is read from HubSpot and matched (binding, VAT, domain) as a deal's
         company is; only a customer found nowhere is created. Several events of one company
         come in their order: their values are merged in that order (the later wins) and each
-        customer is written once.
+        customer is written once. Each event records the mapping version that read it.
         """
-        results, changes = self._q2c_company_changes(events)
-        for partner, values in changes.items():
+        results, changes, _asked, mapped = self._q2c_company_changes(events)
+        for partner, values in self._q2c_values_to_write(changes).items():
+            partner.write(values)
+        return self._q2c_note_mapping(events, results, mapped)
+
+    def _q2c_values_to_write(self, changes):
+        """{partner: values} of the customers whose ``changes`` differ from what they hold, the
+        fields HubSpot does not own left out (ownership rules)."""
+        to_write = {}
+        for partner, asked_values in changes.items():
+            values = asked_values
+            if "ps.hub.ownership.rule" in self.env:
+                values, _dropped = self.env["ps.hub.ownership.rule"]._hub_filter_inbound(
+                    "res.partner", "hubspot", asked_values)
             if any(partner[name] != value for name, value in values.items()):
-                partner.write(values)
+                to_write[partner] = values
+        return to_write
+
+    def _q2c_note_mapping(self, events, results, mapped):
+        """``results`` as outcomes that record the mapping version of the events it read."""
+        for event in events:
+            if event.id in mapped and event.id in results:
+                results[event.id] = oc.outcome_of(results[event.id], event.attempts).mapped_by(mapped[event.id])
         return results
 
     def _q2c_company_changes(self, events, read_unbound=True):
-        """({event id: outcome}, {partner: values to write}) of company events, writing nothing.
+        """What company events ask, writing nothing: ({event id: result}, {partner: values},
+        {event id: the fields it asked}, {event id: the mapping version that read it}).
 
-        ``read_unbound`` False leaves the companies that are not bound yet without outcome
+        ``read_unbound`` False leaves the companies that are not bound yet without result
         (they need HubSpot): what a benchmark of the mapping without a vendor measures.
         """
-        results, changes, lookups = {}, {}, {}
+        results, changes, asked, mapped, lookups = {}, {}, {}, {}, {}
         Binding = self.env["ps.hub.binding"]
         for connector, of_connector in events.grouped("connector_id").items():
             mapping = self.env["ps.hub.mapping"]._hub_active(connector, "company")
@@ -65,20 +85,20 @@ class PsQ2cHubspotCompanyHandler(models.AbstractModel):
                             f"{connector.name}: activate one in Integration Hub > Configuration > Mappings, "
                             "then retry.", reason="no_mapping")
                         continue
-                    result = mapping._hub_apply(*found, compiled=compiled, lookups=lookups)
+                    mapped[event.id] = mapping.id
+                    # the ownership rules apply to the values merged per customer (process)
+                    result = mapping._hub_apply(*found, compiled=compiled, lookups=lookups, ownership=False)
                     if not result.ok:
-                        results[event.id] = oc.of_exception(BusinessError(
+                        results[event.id] = BusinessError(
                             f"HubSpot company {company_id}: {'; '.join(result.problems())}. Correct the value in "
-                            f"HubSpot or the mapping {mapping.display_name}, then retry.", reason="mapping_failed",
-                        ), event.attempts).mapped_by(mapping.id)
+                            f"HubSpot or the mapping {mapping.display_name}, then retry.", reason="mapping_failed")
                         continue
                     if not result.values:
-                        why = (f"HubSpot property {payload.get('propertyName')!r} is not synchronised"
-                               if not result.dropped else
-                               f"HubSpot does not own {', '.join(result.dropped)} of customers: the change is dropped")
-                        results[event.id] = oc.ignored(why).mapped_by(mapping.id)
+                        results[event.id] = IgnoreEvent(
+                            f"HubSpot property {payload.get('propertyName')!r} is not synchronised")
                         continue
                     values = result.values
+                asked[event.id] = set(values)
                 binding = bound.get(company_id)
                 partner = binding and partner_of.get(binding.res_id)
                 if not partner:
@@ -92,14 +112,9 @@ class PsQ2cHubspotCompanyHandler(models.AbstractModel):
                 else:
                     changes.setdefault(partner, {}).update(values)
                     results[event.id] = partner
-                if found is not None and event.id in results:
-                    results[event.id] = oc.outcome_of(results[event.id], event.attempts).mapped_by(mapping.id)
             if unbound and read_unbound:
-                matched = self._q2c_match_hubspot_companies(connector, unbound, changes)
-                for event, _company_id, values in unbound:
-                    outcome = oc.outcome_of(matched[event.id], event.attempts)
-                    results[event.id] = outcome.mapped_by(mapping.id) if values else outcome
-        return results, changes
+                results.update(self._q2c_match_hubspot_companies(connector, unbound, changes))
+        return results, changes, asked, mapped
 
     def _hub_mapping_source(self, event, mapping):
         """A property change carries one property: the mapping reads it as the company's
