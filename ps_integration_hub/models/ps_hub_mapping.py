@@ -249,23 +249,37 @@ class PsHubMapping(models.Model):
         A value a value map has no entry for is matched by the map's match field (a legal
         entity by the company's name); ``lookups`` caches those searches across calls.
         """
+        return self._hub_applier(compiled, lookups, ownership)(source, partial)
+
+    def _hub_applier(self, compiled=None, lookups=None, ownership: bool = True):
+        """``apply(source, partial=False) -> MapResult``: ``_hub_apply`` for many payloads, the
+        mapping's settings read once (a dry-run or a batch applies it thousands of times)."""
         self.ensure_one()
-        result = (compiled or self._hub_compiled()).apply(source, partial=partial)
-        if result.unmatched:
-            lookups = {} if lookups is None else lookups
-            for target, (code, value) in list(result.unmatched.items()):
-                if ("map", code) not in lookups:
-                    lookups["map", code] = self.env["ps.hub.value.map"].sudo().search([("code", "=", code)], limit=1)
-                value_map = lookups["map", code]
-                record_id = value_map._hub_match(value, lookups) if value_map else None
-                if record_id:
-                    result.values[target] = record_id
-                    del result.errors[target], result.unmatched[target]
-        if ownership and result.values and self.direction == "in" and "ps.hub.ownership.rule" in self.env:
-            values, dropped = self.env["ps.hub.ownership.rule"]._hub_filter_inbound(
-                self.model, self.system, result.values)
-            result.values, result.dropped = dict(values), list(dropped)
-        return result
+        compiled = compiled or self._hub_compiled()
+        lookups = {} if lookups is None else lookups
+        ValueMap = self.env["ps.hub.value.map"].sudo()
+        rules = None
+        if ownership and self.direction == "in" and "ps.hub.ownership.rule" in self.env:
+            rules = self.env["ps.hub.ownership.rule"]
+        model, system = self.model, self.system
+
+        def apply(source, partial: bool = False) -> mp.MapResult:
+            result = compiled.apply(source, partial=partial)
+            if result.unmatched:
+                for target, (code, value) in list(result.unmatched.items()):
+                    if ("map", code) not in lookups:
+                        lookups["map", code] = ValueMap.search([("code", "=", code)], limit=1)
+                    value_map = lookups["map", code]
+                    record_id = value_map._hub_match(value, lookups) if value_map else None
+                    if record_id:
+                        result.values[target] = record_id
+                        del result.errors[target], result.unmatched[target]
+            if rules is not None and result.values:
+                values, dropped = rules._hub_filter_inbound(model, system, result.values)
+                result.values, result.dropped = dict(values), list(dropped)
+            return result
+
+        return apply
 
     def _hub_outbound_values(self, record) -> dict:
         """The vendor properties of ``record`` under this (outbound) version.
@@ -404,11 +418,12 @@ class PsHubMapping(models.Model):
         if compare is None:
             compare = self.search([*self._hub_identity_domain(), ("state", "=", "active")], limit=1)
         compare = compare if compare and compare != self else None
-        compiled = self._hub_compiled()
-        compared = compare._hub_compiled() if compare else None
+        lookups = {}
+        apply = self._hub_applier(lookups=lookups)
+        apply_compared = compare._hub_applier(lookups=lookups) if compare else None
         sources = self._hub_event_sources(events)
         records = self._hub_event_records(events) if self.direction == "in" else {}
-        report, lookups = [], {}
+        report = []
         for event in events:
             found = sources.get(event.id)
             row = {"event": event, "record": records.get(event.id), "result": None, "changes": {}, "differs": {},
@@ -417,9 +432,9 @@ class PsHubMapping(models.Model):
             if found is None:
                 continue
             source, partial = found
-            result = row["result"] = self._hub_apply(source, partial, compiled, lookups)
-            if compared is not None:
-                before = compare._hub_apply(source, partial, compared, lookups)
+            result = row["result"] = apply(source, partial)
+            if apply_compared is not None:
+                before = apply_compared(source, partial)
                 row["differs"] = mp.changes(result.values, before.values)
                 failed = set(result.failed)  # said in the errors, not as a difference
                 for name in before.values.keys() - result.values.keys() - failed:

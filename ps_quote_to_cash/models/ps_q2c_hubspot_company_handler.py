@@ -60,8 +60,11 @@ class PsQ2cHubspotCompanyHandler(models.AbstractModel):
         Binding = self.env["ps.hub.binding"]
         for connector, of_connector in events.grouped("connector_id").items():
             mapping = self.env["ps.hub.mapping"]._hub_active(connector, "company")
-            compiled = mapping._hub_compiled() if mapping and mapping.model == "res.partner" else None
-            company_ids = {e.id: str((e.payload or {}).get("objectId") or "") for e in of_connector}
+            # the ownership rules apply to the values merged per customer (_q2c_values_to_write)
+            apply = mapping._hub_applier(lookups=lookups, ownership=False) \
+                if mapping and mapping.model == "res.partner" else None
+            payloads = {e.id: e.payload or {} for e in of_connector}  # each read copies the JSON
+            company_ids = {e.id: str(payloads[e.id].get("objectId") or "") for e in of_connector}
             bindings_sudo = Binding.sudo().search([
                 ("connector_id", "=", connector.id), ("external_model", "=", "company"),
                 ("external_id", "in", list(company_ids.values())), ("res_model", "=", "res.partner")])
@@ -71,23 +74,22 @@ class PsQ2cHubspotCompanyHandler(models.AbstractModel):
             first = self._q2c_first_bindings(connector, partners)
             unbound = []
             for event in of_connector:
-                payload, company_id = event.payload or {}, company_ids[event.id]
+                payload, company_id = payloads[event.id], company_ids[event.id]
                 if not company_id.isdigit():
                     results[event.id] = PermanentError(
                         f"HubSpot company id {company_id!r} is not numeric", reason="malformed")
                     continue
                 values = {}
-                found = self._hub_mapping_source(event, mapping)
+                found = self._hub_mapping_source(event, mapping, payload)
                 if found is not None:
-                    if compiled is None:
+                    if apply is None:
                         results[event.id] = BusinessError(
                             f"No active mapping reads HubSpot companies into customers for connector "
                             f"{connector.name}: activate one in Integration Hub > Configuration > Mappings, "
                             "then retry.", reason="no_mapping")
                         continue
                     mapped[event.id] = mapping.id
-                    # the ownership rules apply to the values merged per customer (process)
-                    result = mapping._hub_apply(*found, compiled=compiled, lookups=lookups, ownership=False)
+                    result = apply(*found)
                     if not result.ok:
                         results[event.id] = BusinessError(
                             f"HubSpot company {company_id}: {'; '.join(result.problems())}. Correct the value in "
@@ -116,10 +118,10 @@ class PsQ2cHubspotCompanyHandler(models.AbstractModel):
                 results.update(self._q2c_match_hubspot_companies(connector, unbound, changes))
         return results, changes, asked, mapped
 
-    def _hub_mapping_source(self, event, mapping):
+    def _hub_mapping_source(self, event, mapping, payload=None):
         """A property change carries one property: the mapping reads it as the company's
         ``properties`` (as HubSpot's CRM API answers them), partially. A creation carries none."""
-        payload = event.payload or {}
+        payload = (event.payload or {}) if payload is None else payload
         if payload.get("subscriptionType") != "company.propertyChange" or not payload.get("propertyName"):
             return None
         return {"properties": {payload["propertyName"]: payload.get("propertyValue")}}, True
