@@ -43,14 +43,15 @@ class PsHubHandler(models.AbstractModel):
                 waiting.add(obj)
         return results
 
-    def _hub_mapping_source(self, event, mapping):
+    def _hub_mapping_source(self, event, mapping, payload=None):
         """(document, partial) that ``mapping`` reads of ``event``, or None when the event
-        carries nothing for it: the dry-run replays stored events through this.
+        carries nothing for it: the dry-run replays stored events through this. ``payload``
+        is the event's, when the caller has read it already (as the dry-run has).
 
         By default the payload, whole. A handler whose events carry part of the object (a
         property change) or wrap it (an outbound message) says so by overriding this.
         """
-        payload = event.payload
+        payload = event.payload if payload is None else payload
         return (payload, False) if isinstance(payload, dict) else None
 
     def _hub_out_of_time(self) -> bool:

@@ -1,13 +1,32 @@
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
 from odoo import api, fields, models, tools
 from odoo.exceptions import UserError, ValidationError
 from odoo.fields import Domain
+from odoo.tools import SQL
 
 from ..services import mapping as mp
 
 STATES = [("draft", "Draft"), ("active", "Active"), ("archived", "Archived")]
+
+
+@dataclass(slots=True)
+class EventRow:
+    """What the dry-run reads of a stored event (one query for all of them, no ORM record)."""
+
+    id: int
+    connector_id: int
+    event_type_id: int | None
+    external_id: str | None
+    res_model: str | None
+    res_id: int | None
+    payload: Any
+    binding_model: str | None = None
+    handler_model: str | None = None
+
 # what makes two mapping records versions of one mapping
 IDENTITY = ("system", "connector_id", "external_object", "direction")
 # what a version is made of: frozen once the version leaves draft
@@ -350,43 +369,71 @@ class PsHubMapping(models.Model):
             domain &= Domain("connector_id", "=", self.connector_id.id)
         return self.env["ps.hub.event"].sudo().search(domain, order="id desc", limit=limit)
 
-    def _hub_event_records(self, events) -> dict:
+    @api.model
+    def _hub_event_rows(self, events) -> dict:
+        """{event id: EventRow} of stored events, read in one query: a dry-run replays thousands,
+        and a field read through the ORM costs each event more than the mapping does."""
+        if not events:
+            return {}
+        Event = self.env["ps.hub.event"]
+        Event.flush_model(["connector_id", "event_type_id", "external_id", "res_model", "res_id", "payload"])
+        self.env.cr.execute(SQL(
+            "SELECT id, connector_id, event_type_id, external_id, res_model, res_id, payload "
+            "FROM ps_hub_event WHERE id IN %s", tuple(events.ids)))
+        rows = {row[0]: EventRow(*row) for row in self.env.cr.fetchall()}
+        types = self.env["ps.hub.event.type"].sudo().with_context(active_test=False).browse(
+            {row.event_type_id for row in rows.values() if row.event_type_id})
+        kinds = {t.id: (t.binding_model, t.handler_model) for t in types}
+        for row in rows.values():
+            row.binding_model, row.handler_model = kinds.get(row.event_type_id, (None, None))
+        return rows
+
+    def _hub_event_records(self, events, rows=None) -> dict:
         """{event id: the record of this mapping's model the event concerns, or None}: the
         record the event produced, else the one bound to its external id."""
         self.ensure_one()
+        rows = self._hub_event_rows(events) if rows is None else rows
         Model = self.env[self.model].sudo()
         found, unbound = {}, defaultdict(list)
-        for event in events:
-            if event.res_model == self.model and event.res_id:
-                found[event.id] = event.res_id
-            elif event.external_id and event.event_type_id.binding_model:
-                unbound[event.connector_id.id, event.event_type_id.binding_model].append(event)
+        for row in rows.values():
+            if row.res_model == self.model and row.res_id:
+                found[row.id] = row.res_id
+            elif row.external_id and row.binding_model:
+                unbound[row.connector_id, row.binding_model].append(row)
         for (connector_id, external_model), of_key in unbound.items():
             bound = {b.external_id: b.res_id for b in self.env["ps.hub.binding"].sudo().search([
                 ("connector_id", "=", connector_id), ("external_model", "=", external_model),
-                ("external_id", "in", [e.external_id for e in of_key]), ("res_model", "=", self.model)])}
-            for event in of_key:
-                if event.external_id in bound:
-                    found[event.id] = bound[event.external_id]
+                ("external_id", "in", [row.external_id for row in of_key]), ("res_model", "=", self.model)])}
+            for row in of_key:
+                if row.external_id in bound:
+                    found[row.id] = bound[row.external_id]
         # records taken from one recordset share its prefetch: one read per field for all of them
         by_id = {record.id: record for record in Model.browse(set(found.values())).exists()}
-        return {event.id: by_id.get(found.get(event.id)) for event in events}
+        return {event_id: by_id.get(found.get(event_id)) for event_id in events.ids}
 
-    def _hub_event_sources(self, events) -> dict:
+    def _hub_event_sources(self, events, rows=None) -> dict:
         """{event id: (source document, partial) or None} as the event's handler reads it."""
         self.ensure_one()
+        rows = self._hub_event_rows(events) if rows is None else rows
         sources = {}
         if self.direction == "out":
             paths = [line.source_path for line in self.line_ids]
-            records = self._hub_event_records(events)
-            for event in events:
-                record = records[event.id]
-                sources[event.id] = (self._hub_record_document(record, paths), False) if record else None
+            records = self._hub_event_records(events, rows)
+            for event_id in events.ids:
+                record = records[event_id]
+                sources[event_id] = (self._hub_record_document(record, paths), False) if record else None
             return sources
-        for handler_model, of_handler in events.grouped(lambda e: e.event_type_id.handler_model).items():
-            handler = self.env[handler_model] if handler_model and handler_model in self.env else None
-            for event in of_handler:
-                sources[event.id] = handler._hub_mapping_source(event, self) if handler is not None else None
+        handlers = {}
+        for event in events:
+            row = rows.get(event.id)
+            if row is None or not row.handler_model or row.handler_model not in self.env:
+                sources[event.id] = None
+                continue
+            if row.handler_model not in handlers:
+                handlers[row.handler_model] = self.env[row.handler_model]
+            payload = row.payload if isinstance(row.payload, dict) else None
+            sources[event.id] = handlers[row.handler_model]._hub_mapping_source(event, self, payload) \
+                if payload is not None else None
         return sources
 
     @api.model
@@ -421,8 +468,9 @@ class PsHubMapping(models.Model):
         lookups = {}
         apply = self._hub_applier(lookups=lookups)
         apply_compared = compare._hub_applier(lookups=lookups) if compare else None
-        sources = self._hub_event_sources(events)
-        records = self._hub_event_records(events) if self.direction == "in" else {}
+        rows = self._hub_event_rows(events)
+        sources = self._hub_event_sources(events, rows)
+        records = self._hub_event_records(events, rows) if self.direction == "in" else {}
         report = []
         for event in events:
             found = sources.get(event.id)
