@@ -11,6 +11,11 @@ from odoo.tools import SQL
 from ..services import mapping as mp
 
 STATES = [("draft", "Draft"), ("active", "Active"), ("archived", "Archived")]
+# what makes two mapping records versions of one mapping
+IDENTITY = ("system", "connector_id", "external_object", "direction")
+# what a version is made of: frozen once the version leaves draft
+DEFINITION = {*IDENTITY, "model_id", "line_ids", "version"}
+TRANSITION = "ps_hub_mapping_transition"  # context key of the state changes the actions make
 
 
 @dataclass(slots=True)
@@ -26,12 +31,6 @@ class EventRow:
     payload: Any
     binding_model: str | None = None
     handler_model: str | None = None
-
-# what makes two mapping records versions of one mapping
-IDENTITY = ("system", "connector_id", "external_object", "direction")
-# what a version is made of: frozen once the version leaves draft
-DEFINITION = {*IDENTITY, "model_id", "line_ids", "version"}
-TRANSITION = "ps_hub_mapping_transition"  # context key of the state changes the actions make
 
 
 class PsHubMapping(models.Model):
@@ -100,8 +99,8 @@ class PsHubMapping(models.Model):
 
     def _hub_identity_domain(self) -> list:
         self.ensure_one()
-        return ([("system", "=", self.system), ("connector_id", "=", self.connector_id.id),
-                       ("external_object", "=", self.external_object), ("direction", "=", self.direction)])
+        return [("system", "=", self.system), ("connector_id", "=", self.connector_id.id),
+                ("external_object", "=", self.external_object), ("direction", "=", self.direction)]
 
     @api.depends(*IDENTITY)
     def _compute_version_ids(self):
@@ -313,8 +312,8 @@ class PsHubMapping(models.Model):
         if record._name != self.model:
             raise UserError(self.env._("%(mapping)s maps %(model)s records, not %(given)s.",
                                        mapping=self.display_name, model=self.model, given=record._name))
-        compiled = self._hub_compiled()
-        result = compiled.apply(self._hub_record_document(record, [line.source_path for line in self.line_ids]))
+        document = self._hub_record_document(record, [line.source_path for line in self.line_ids])
+        result = self._hub_applier()(document)
         if not result.ok:
             raise UserError(self.env._("%(record)s cannot be sent with %(mapping)s: %(problems)s",
                                        record=record.display_name, mapping=self.display_name,

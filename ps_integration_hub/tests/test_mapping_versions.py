@@ -1,5 +1,5 @@
 from odoo.exceptions import AccessError, UserError, ValidationError
-from odoo.tests import tagged
+from odoo.tests import Form, tagged
 
 from .common import HubCase
 
@@ -97,3 +97,24 @@ class TestMappingModels(HubCase):
             outbound._hub_outbound_values(partner)
         with self.assertRaises(UserError):
             self.inbound._hub_outbound_values(partner)
+
+    def test_manager_builds_a_mapping_in_the_form_and_dry_runs_it_without_events(self):
+        Field = self.env["ir.model.fields"]
+        with Form(self.env["ps.hub.mapping"].with_user(self.user_manager)) as form:
+            form.name = "Stripe charge -> customer"
+            form.system = "stripe"
+            form.external_object = "charge"
+            form.model_id = self.env["ir.model"]._get("res.partner")
+            with form.line_ids.new() as line:
+                line.source_path = "data.object.description"
+                line.field_id = Field._get("res.partner", "ref")
+                line.transform = "strip"
+        mapping = form.record
+        self.assertEqual((mapping.version, mapping.state, len(mapping.line_ids)), (1, "draft", 1))
+        action = mapping.action_dry_run()
+        wizard = self.env["ps.hub.mapping.dry.run"].browse(action["res_id"])
+        self.assertEqual((wizard.event_count, wizard.compare_id), (0, self.env["ps.hub.mapping"]))
+        wizard.action_activate()
+        self.assertEqual(mapping.state, "active")
+        with self.assertRaisesRegex(AssertionError, "readonly"), Form(mapping.with_user(self.user_manager)) as form:
+            form.name = "Renamed"  # the form shows an active version read-only
