@@ -7,6 +7,6 @@
     "author": "ps-hub",
     "website": "https://example.com/ps-hub",
     "depends": ["ps_integration_hub", "hr"],
-    "data": ["data/ps_hub_ownership_rule_data.xml"],
+    "data": ["data/ps_hub_ownership_rule_data.xml", "data/ps_hub_value_map_data.xml"],
     "installable": True,
 }

@@ -12,6 +12,7 @@
         "security/ir.model.access.csv",
         "data/ps_hub_event_type_data.xml",
         "data/ps_hub_ownership_rule_data.xml",
+        "data/ps_hub_mapping_data.xml",
     ],
     "demo": ["demo/ps_quote_to_cash_demo.xml"],
     "installable": True,

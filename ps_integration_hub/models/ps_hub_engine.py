@@ -545,12 +545,12 @@ class PsHubEngine(models.AbstractModel):
             event_type = types.get(row.id)
             values_rows.append(SQL(
                 "(%s, %s, %s, %s, %s, %s, %s, %s::int, %s::timestamp, %s::timestamp, "
-                "%s::float, %s, %s, %s::float, %s, %s::int)",
+                "%s::float, %s, %s, %s::float, %s, %s::int, %s::int)",
                 row.id, values["state"], values["error_class"], values["reason"],
                 values["last_error"], values["ignore_reason"], values["res_model"], values["res_id"],
                 values["next_attempt_at"], started_at, duration,
                 values["ctx_customer"], values["ctx_reference"], values["ctx_amount"],
-                values["ctx_currency"], event_type.id if event_type else None,
+                values["ctx_currency"], event_type.id if event_type else None, values["mapping_version_id"],
             ))
             audit.append((row.id, "process", {"state": "processing"},
                           {"state": values["state"], "reason": values["reason"]}))
@@ -573,11 +573,12 @@ class PsHubEngine(models.AbstractModel):
                        ctx_amount = COALESCE(v.ctx_amount, e.ctx_amount),
                        ctx_currency = COALESCE(v.ctx_currency, e.ctx_currency),
                        event_type_id = COALESCE(v.event_type_id, e.event_type_id),
+                       mapping_version_id = COALESCE(v.mapping_version_id, e.mapping_version_id),
                        claim_token = NULL, held = FALSE,
                        write_date = now() AT TIME ZONE 'UTC', write_uid = %s
                   FROM (VALUES %s) AS v(id, state, error_class, reason, last_error, ignore_reason,
                        res_model, res_id, next_attempt_at, started_at, duration_ms,
-                       ctx_customer, ctx_reference, ctx_amount, ctx_currency, event_type_id)
+                       ctx_customer, ctx_reference, ctx_amount, ctx_currency, event_type_id, mapping_version_id)
                  WHERE e.id = v.id
                 """,
                 self.env.uid, SQL(", ").join(values_rows),

@@ -93,6 +93,10 @@ class PsHubEvent(models.Model):
     ctx_reference = fields.Char("Reference", readonly=True)
     ctx_amount = fields.Float("Amount", readonly=True)
     ctx_currency = fields.Char("Currency", readonly=True)
+    mapping_version_id = fields.Many2one(
+        "ps.hub.mapping", "Mapping Version", readonly=True, index="btree_not_null", ondelete="restrict",
+        help="The version of the field mapping that read this event's values.",
+    )
 
     _idempotency_unique = models.UniqueIndex("(connector_id, direction, idempotency_key)")
     # direction is in the predicate so that the claim (ORDER BY next_attempt_at, id LIMIT n)

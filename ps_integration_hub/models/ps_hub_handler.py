@@ -43,6 +43,17 @@ class PsHubHandler(models.AbstractModel):
                 waiting.add(obj)
         return results
 
+    def _hub_mapping_source(self, event, mapping, payload=None):
+        """(document, partial) that ``mapping`` reads of ``event``, or None when the event
+        carries nothing for it: the dry-run replays stored events through this. ``payload``
+        is the event's, when the caller has read it already (as the dry-run has).
+
+        By default the payload, whole. A handler whose events carry part of the object (a
+        property change) or wrap it (an outbound message) says so by overriding this.
+        """
+        payload = event.payload if payload is None else payload
+        return (payload, False) if isinstance(payload, dict) else None
+
     def _hub_out_of_time(self) -> bool:
         """The worker's run may start no more events (its deadline comes in the context)."""
         return time.monotonic() >= self.env.context.get("ps_hub_start_until", math.inf)

@@ -48,11 +48,17 @@ class Outcome:
     res_id: int | None = None
     retry_after: float | None = None
     context: dict = field(default_factory=dict)
+    mapping_version_id: int | None = None  # the ps.hub.mapping version that read the event
 
     @property
     def holds_its_object(self) -> bool:
         """The event stays queued (retry, or given back): later events of its object wait."""
         return self.kind == RELEASE or (self.kind == FAILED and self.error_class == "transient")
+
+    def mapped_by(self, mapping_version_id: int | None) -> "Outcome":
+        """This outcome, recording the mapping version that read the event."""
+        self.mapping_version_id = mapping_version_id or None
+        return self
 
     def noting(self, context: dict | None) -> "Outcome":
         """This outcome with ``context`` added under what it already notes."""
@@ -165,7 +171,8 @@ def settle(outcome: Outcome, attempts: int, policy: RetryPolicy, now: datetime) 
     """
     values = {"state": outcome.kind, "error_class": None, "reason": None, "last_error": None,
               "ignore_reason": None, "next_attempt_at": None,
-              "res_model": outcome.res_model, "res_id": outcome.res_id}
+              "res_model": outcome.res_model, "res_id": outcome.res_id,
+              "mapping_version_id": outcome.mapping_version_id}
     if outcome.kind == IGNORED:
         values.update(reason=outcome.reason, ignore_reason=outcome.message)
     elif outcome.kind == FAILED:

@@ -13,3 +13,5 @@ from . import test_outbound
 from . import test_engine
 from . import test_ingest_path
 from . import test_ownership
+from . import test_mapping
+from . import test_mapping_versions

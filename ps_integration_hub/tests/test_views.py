@@ -10,6 +10,8 @@ ACTIONS = [
     "ps_integration_hub.ps_hub_binding_action",
     "ps_integration_hub.ps_hub_audit_log_action",
     "ps_integration_hub.ps_hub_ownership_rule_action",
+    "ps_integration_hub.ps_hub_mapping_action",
+    "ps_integration_hub.ps_hub_value_map_action",
 ]
 
 
@@ -33,6 +35,8 @@ class TestViews(HubCaseMixin, TransactionCase):
                     self.assertEqual(set(result["views"]), {mode for _id, mode in views})
         wizard = self.env["ps.hub.event.action.wizard"].with_user(self.user_finance)
         self.assertIn("form", wizard.get_views([(False, "form")])["views"])
+        dry_run = self.env["ps.hub.mapping.dry.run"].with_user(self.user_manager)
+        self.assertIn("form", dry_run.get_views([(False, "form")])["views"])
 
     def test_desk_menu_visible_to_finance(self):
         menu = self.env.ref("ps_integration_hub.ps_hub_event_exception_menu")

@@ -119,6 +119,10 @@ class PsQ2cEngagement(models.AbstractModel):
     def _q2c_company(self, connector, engagement):
         if not engagement.legal_entity:
             return connector.company_id
+        # the CRM's spelling an administrator mapped (value map legal_entity), else the company's name
+        company = self.env["ps.hub.value.map"]._hub_lookup("legal_entity", engagement.legal_entity)
+        if company:
+            return company
         company = self.env["res.company"].sudo().search(
             [("name", "=ilike", engagement.legal_entity.strip())], limit=2)
         if len(company) != 1:
@@ -476,7 +480,10 @@ class PsQ2cEngagement(models.AbstractModel):
         if contact:
             values["partner_invoice_id"] = partner.id
         if engagement.payment_terms:
-            term = self.env["account.payment.term"].search(
+            term = self.env["ps.hub.value.map"]._hub_lookup("payment_terms", engagement.payment_terms)
+            if term and term.company_id not in (company, self.env["res.company"]):
+                term = None
+            term = term or self.env["account.payment.term"].search(
                 [("name", "=ilike", engagement.payment_terms), ("company_id", "in", [company.id, False])], limit=1)
             if term:
                 values["payment_term_id"] = term.id

@@ -3,7 +3,7 @@ import logging
 from odoo import models
 
 from odoo.addons.ps_integration_hub.services import outcome as oc
-from odoo.addons.ps_integration_hub.services.errors import HubError, IgnoreEvent, PermanentError
+from odoo.addons.ps_integration_hub.services.errors import BusinessError, HubError, IgnoreEvent, PermanentError
 
 from ..services import hubspot
 
@@ -21,16 +21,58 @@ class PsQ2cHubspotCompanyHandler(models.AbstractModel):
     def process(self, events):
         """Upsert the customers of many company events: one search, one read, one create.
 
-        A bound company's customer takes the webhook's value. An unbound company is read
-        from HubSpot and matched (binding, VAT, domain) as a deal's company is; only a
-        customer found nowhere is created. Several events of one company come in their
-        order: their values are merged in that order (the later wins) and each customer is
-        written once.
+        A bound company's customer takes the webhook's value, read through the active
+        mapping of HubSpot companies (Integration Hub > Configuration > Mappings). An
+        unbound company is read from HubSpot and matched (binding, VAT, domain) as a deal's
+        company is; only a customer found nowhere is created. Several events of one company
+        come in their order: their values are merged in that order (the later wins) and each
+        customer is written once. Each event records the mapping version that read it.
         """
-        results, changes, asked = {}, {}, {}
+        results, changes, asked, mapped = self._q2c_company_changes(events)
+        to_write, not_applied = self._q2c_values_to_write(changes)
+        for partner, values in to_write.items():
+            partner.write(values)
+        if not_applied:
+            self._q2c_report_not_applied(results, asked, not_applied)
+        return self._q2c_note_mapping(events, results, mapped)
+
+    def _q2c_values_to_write(self, changes):
+        """({partner: values}, {partner id: fields not applied}): the values of the customers
+        whose ``changes`` differ from what they hold, the fields HubSpot does not own left out
+        (ownership rules), and those fields."""
+        to_write, not_applied = {}, {}
+        for partner, asked_values in changes.items():
+            values, dropped = self.env["ps.hub.ownership.rule"]._hub_filter_inbound(
+                "res.partner", "hubspot", asked_values)
+            if dropped:
+                not_applied[partner.id] = set(dropped)
+            if any(partner[name] != value for name, value in values.items()):
+                to_write[partner] = values
+        return to_write, not_applied
+
+    def _q2c_note_mapping(self, events, results, mapped):
+        """``results`` as outcomes that record the mapping version of the events it read."""
+        for event in events:
+            if event.id in mapped and event.id in results:
+                results[event.id] = oc.outcome_of(results[event.id], event.attempts).mapped_by(mapped[event.id])
+        return results
+
+    def _q2c_company_changes(self, events, read_unbound=True):
+        """What company events ask, writing nothing: ({event id: result}, {partner: values},
+        {event id: the fields it asked}, {event id: the mapping version that read it}).
+
+        ``read_unbound`` False leaves the companies that are not bound yet without result
+        (they need HubSpot): what a benchmark of the mapping without a vendor measures.
+        """
+        results, changes, asked, mapped, lookups = {}, {}, {}, {}, {}
         Binding = self.env["ps.hub.binding"]
         for connector, of_connector in events.grouped("connector_id").items():
-            company_ids = {e.id: str((e.payload or {}).get("objectId") or "") for e in of_connector}
+            mapping = self.env["ps.hub.mapping"]._hub_active(connector, "company")
+            # the ownership rules apply to the values merged per customer (_q2c_values_to_write)
+            apply = mapping._hub_applier(lookups=lookups, ownership=False) \
+                if mapping and mapping.model == "res.partner" else None
+            payloads = {e.id: e.payload or {} for e in of_connector}  # each read copies the JSON
+            company_ids = {e.id: str(payloads[e.id].get("objectId") or "") for e in of_connector}
             bindings_sudo = Binding.sudo().search([
                 ("connector_id", "=", connector.id), ("external_model", "=", "company"),
                 ("external_id", "in", list(company_ids.values())), ("res_model", "=", "res.partner")])
@@ -40,19 +82,32 @@ class PsQ2cHubspotCompanyHandler(models.AbstractModel):
             first = self._q2c_first_bindings(connector, partners)
             unbound = []
             for event in of_connector:
-                payload, company_id = event.payload or {}, company_ids[event.id]
-                field = hubspot.COMPANY_FIELDS.get(payload.get("propertyName"))
+                payload, company_id = payloads[event.id], company_ids[event.id]
                 if not company_id.isdigit():
                     results[event.id] = PermanentError(
                         f"HubSpot company id {company_id!r} is not numeric", reason="malformed")
                     continue
-                if payload.get("subscriptionType") == "company.propertyChange" and not field:
-                    results[event.id] = IgnoreEvent(
-                        f"HubSpot property {payload.get('propertyName')!r} is not synchronised")
-                    continue
-                values = {field: payload.get("propertyValue") or False} if field else {}
-                if field == "website" and values[field]:
-                    values[field] = f"https://{values[field]}"
+                values = {}
+                found = self._hub_mapping_source(event, mapping, payload)
+                if found is not None:
+                    if apply is None:
+                        results[event.id] = BusinessError(
+                            f"No active mapping reads HubSpot companies into customers for connector "
+                            f"{connector.name}: activate one in Integration Hub > Configuration > Mappings, "
+                            "then retry.", reason="no_mapping")
+                        continue
+                    mapped[event.id] = mapping.id
+                    result = apply(*found)
+                    if not result.ok:
+                        results[event.id] = BusinessError(
+                            f"HubSpot company {company_id}: {'; '.join(result.problems())}. Correct the value in "
+                            f"HubSpot or the mapping {mapping.display_name}, then retry.", reason="mapping_failed")
+                        continue
+                    if not result.values:
+                        results[event.id] = IgnoreEvent(
+                            f"HubSpot property {payload.get('propertyName')!r} is not synchronised")
+                        continue
+                    values = result.values
                 asked[event.id] = set(values)
                 binding = bound.get(company_id)
                 partner = binding and partner_of.get(binding.res_id)
@@ -67,19 +122,17 @@ class PsQ2cHubspotCompanyHandler(models.AbstractModel):
                 else:
                     changes.setdefault(partner, {}).update(values)
                     results[event.id] = partner
-            if unbound:
+            if unbound and read_unbound:
                 results.update(self._q2c_match_hubspot_companies(connector, unbound, changes))
-        not_applied = {}  # partner id: the fields the ownership rules kept HubSpot from writing
-        for partner, asked_values in changes.items():
-            values, dropped = self.env["ps.hub.ownership.rule"]._hub_filter_inbound(
-                "res.partner", "hubspot", asked_values)
-            if dropped:
-                not_applied[partner.id] = set(dropped)
-            if any(partner[name] != value for name, value in values.items()):
-                partner.write(values)
-        if not_applied:
-            self._q2c_report_not_applied(results, asked, not_applied)
-        return results
+        return results, changes, asked, mapped
+
+    def _hub_mapping_source(self, event, mapping, payload=None):
+        """A property change carries one property: the mapping reads it as the company's
+        ``properties`` (as HubSpot's CRM API answers them), partially. A creation carries none."""
+        payload = (event.payload or {}) if payload is None else payload
+        if payload.get("subscriptionType") != "company.propertyChange" or not payload.get("propertyName"):
+            return None
+        return {"properties": {payload["propertyName"]: payload.get("propertyValue")}}, True
 
     def _q2c_report_not_applied(self, results, asked, not_applied):
         """Say so on the events whose change the ownership rules kept out of the customer.

@@ -44,6 +44,13 @@ class PsQ2cHubspotDealHandler(models.AbstractModel):
             results[event_id] = dataclasses.replace(results[first_id], context=dict(results[first_id].context))
         return results
 
+    def _hub_mapping_source(self, event, mapping, payload=None):
+        """The webhook carries the changed property only (the deal itself is read from HubSpot)."""
+        payload = (event.payload or {}) if payload is None else payload
+        if not payload.get("propertyName"):
+            return None
+        return {"properties": {payload["propertyName"]: payload.get("propertyValue")}}, True
+
     def _q2c_read(self, event, context):
         """The order a replay already made, or the deal read from HubSpot as an engagement."""
         payload = event.payload or {}

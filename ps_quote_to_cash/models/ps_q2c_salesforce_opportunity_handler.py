@@ -30,6 +30,11 @@ class PsQ2cSalesforceOpportunityHandler(models.AbstractModel):
             results[event.id] = oc.done(found, context)
         return results
 
+    def _hub_mapping_source(self, event, mapping, payload=None):
+        """The outbound message's Opportunity fields: those the administrator put in the message."""
+        sobject = ((event.payload or {}) if payload is None else payload).get("sobject")
+        return (sobject, True) if isinstance(sobject, dict) and mapping.external_object == "Opportunity" else None
+
     def _q2c_read(self, event, context):
         """The order a replay already made, or the Opportunity read over REST as an engagement."""
         sobject = (event.payload or {}).get("sobject") or {}

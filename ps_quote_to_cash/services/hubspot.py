@@ -14,16 +14,8 @@ DEAL_PROPERTIES = [
     "dealname", "dealstage", "amount", "deal_currency_code", "closedate", "po_number",
     "legal_entity", "payment_terms", "project_template",
 ]
-# HubSpot company property -> res.partner field kept in sync by company.propertyChange
-COMPANY_FIELDS = {
-    "name": "name",
-    "domain": "website",
-    "phone": "phone",
-    "address": "street",
-    "city": "city",
-    "zip": "zip",
-    "vat_number": "vat",
-}
+# The company properties kept in sync by company.propertyChange are a field mapping now
+# (data/ps_hub_mapping_data.xml, "HubSpot company -> customer"), no longer a constant here.
 # price is the unit price; discount an amount off each unit, hs_discount_percentage a
 # percentage of the line; amount the line's net total, which HubSpot calculates from them
 LINE_PROPERTIES = [

@@ -6,3 +6,4 @@ from . import test_services
 from . import test_pagination
 from . import test_event_types
 from . import test_ownership
+from . import test_mappings
