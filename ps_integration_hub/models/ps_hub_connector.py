@@ -953,11 +953,11 @@ class PsHubConnector(models.Model):
                     """
                     UPDATE ps_hub_connector c
                        SET breaker_state = 'half_open',
-                           breaker_probe_at = now() AT TIME ZONE 'UTC'
+                           breaker_probe_at = statement_timestamp() AT TIME ZONE 'UTC'
                                               + make_interval(secs => GREATEST(c.breaker_cooldown, 1))
                      WHERE c.id IN (SELECT id FROM ps_hub_connector
                                      WHERE breaker_state IN ('open', 'half_open') AND active
-                                       AND breaker_probe_at <= now() AT TIME ZONE 'UTC'
+                                       AND breaker_probe_at <= statement_timestamp() AT TIME ZONE 'UTC'
                                        FOR NO KEY UPDATE SKIP LOCKED)
                     RETURNING c.id
                     """,
@@ -977,7 +977,7 @@ class PsHubConnector(models.Model):
         self.flush_model(["breaker_state", "paused_until"])
         self.env.cr.execute(SQL(
             "SELECT id FROM ps_hub_connector WHERE breaker_state <> 'closed' "
-            "OR paused_until > now() AT TIME ZONE 'UTC'"
+            "OR paused_until > statement_timestamp() AT TIME ZONE 'UTC'"
         ))
         return [row[0] for row in self.env.cr.fetchall()]
 

@@ -13,3 +13,4 @@ from . import test_outbound
 from . import test_engine
 from . import test_ingest_path
 from . import test_ratelimit
+from . import test_breaker
