@@ -689,6 +689,8 @@ class PsHubConnector(models.Model):
             with _HEALTH_LOCK:
                 self._hub_health().note_pause(now + (exc.retry_after or max(self.retry_backoff_base, 1)),
                                               "rate_limited")
+            if not self.env.context.get("ps_hub_batch"):
+                self._hub_flush_health()
             return exc
         if exc.reason not in breaker.BREAKER_REASONS or self.env.context.get("ps_hub_probe"):
             return exc
@@ -783,6 +785,7 @@ class PsHubConnector(models.Model):
                 for connector_id, (noted, _quota) in news.items():
                     health = _HEALTH.setdefault((dbname, connector_id), breaker.Health())
                     health.failures += noted.failures
+                    health.tripped = health.tripped or noted.tripped
                     health.succeeded = health.succeeded or noted.succeeded
                     health.last_error = health.last_error or noted.last_error
                     health.stored_seen = max(health.stored_seen, noted.stored_seen)
@@ -971,14 +974,20 @@ class PsHubConnector(models.Model):
         return len(due)
 
     @api.model
-    def _hub_blocked_ids(self) -> list[int]:
-        """The connectors whose events the claim leaves queued: breaker not closed, or calls
-        paused by the vendor. A handful of rows at most: read at each claim."""
+    def _hub_blocked_sql(self) -> SQL:
+        """A query of the ids of the connectors whose events the claim leaves queued: breaker not
+        closed, or calls paused by the vendor. A handful of rows at most: the claim reads it once
+        per statement (an InitPlan), with no round trip of its own."""
         self.flush_model(["breaker_state", "paused_until"])
-        self.env.cr.execute(SQL(
+        return SQL(
             "SELECT id FROM ps_hub_connector WHERE breaker_state <> 'closed' "
             "OR paused_until > statement_timestamp() AT TIME ZONE 'UTC'"
-        ))
+        )
+
+    @api.model
+    def _hub_blocked_ids(self) -> list[int]:
+        """The ids of the connectors whose events the claim leaves queued (see _hub_blocked_sql)."""
+        self.env.cr.execute(self._hub_blocked_sql())
         return [row[0] for row in self.env.cr.fetchall()]
 
     def action_breaker_probe(self):
@@ -992,7 +1001,8 @@ class PsHubConnector(models.Model):
         return True
 
     def action_breaker_close(self):
-        """Close the breaker by hand (Integration Managers): the connector's events run again."""
+        """Close the breaker by hand (Integration Managers): the connector's events run again at once,
+        those it gave back unstarted included."""
         self._hub_check_manager()
         for connector in self.filtered(lambda c: c.breaker_state != breaker.CLOSED):
             connector_sudo = connector.sudo()
@@ -1000,6 +1010,14 @@ class PsHubConnector(models.Model):
                 "UPDATE ps_hub_connector SET breaker_state = 'closed', breaker_failures = 0, breaker_cooldown = 0, "
                 "breaker_probe_at = NULL, breaker_opened_at = NULL WHERE id = %s", connector.id,
             ))
+            # the events given back while it was open wait for the probe time: not any more
+            self.env["ps.hub.event"].flush_model(["next_attempt_at", "state"])
+            self.env.cr.execute(SQL(
+                "UPDATE ps_hub_event SET next_attempt_at = statement_timestamp() AT TIME ZONE 'UTC' "
+                "WHERE connector_id = %s AND state = 'pending' "
+                "AND next_attempt_at > statement_timestamp() AT TIME ZONE 'UTC'", connector.id,
+            ))
+            self.env["ps.hub.event"].invalidate_model(["next_attempt_at"])
             connector_sudo.invalidate_recordset(BREAKER_FIELDS)
             with _HEALTH_LOCK:
                 connector._hub_health().written(quota=False)

@@ -157,7 +157,7 @@ class PsHubEngine(models.AbstractModel):
                   FROM ps_hub_event e
                  WHERE e.state IN ('pending', 'retry') AND e.direction = 'in' AND e.held IS NOT TRUE
                    AND e.next_attempt_at <= statement_timestamp() AT TIME ZONE 'UTC'
-                   AND e.connector_id <> ALL(%(blocked)s::int[])
+                   AND e.connector_id <> ALL(ARRAY(%(blocked)s))
                    AND (e.ordering_key IS NULL OR NOT EXISTS (%(earlier)s))
                  ORDER BY e.next_attempt_at, e.id
                  LIMIT %(limit)s
@@ -189,7 +189,7 @@ class PsHubEngine(models.AbstractModel):
             RETURNING id
             """,
             earlier=EARLIER_ACTIVE, limit=limit, behind=max(limit - 1, 0), token=token,
-            blocked=self.env["ps.hub.connector"]._hub_blocked_ids(),
+            blocked=self.env["ps.hub.connector"]._hub_blocked_sql(),
         ))
         ids = sorted(row[0] for row in cr.fetchall())
         self.env["ps.hub.event"].invalidate_model(["state", "claim_token", "claimed_at", "attempts", "held"])

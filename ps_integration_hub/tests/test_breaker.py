@@ -162,7 +162,9 @@ class TestRateLimitsAndBreaker(HubCaseMixin, TransactionCase):
         self.assertEqual(events.mapped("attempts"), [2] * 5 + [1], "the events given back were charged once")
 
     def test_managers_probe_or_close_by_hand(self):
-        self.open_breaker(5)
+        events = self.open_breaker(6)
+        waiting = events[5]
+        self.assertGreater(self.seconds_until(waiting.next_attempt_at), 50)
         with self.assertRaises(AccessError):
             self.hubspot.with_user(self.user_hub).action_breaker_close()
         with mute_logger("odoo.addons.ps_integration_hub.models.ps_hub_connector"):
@@ -172,6 +174,9 @@ class TestRateLimitsAndBreaker(HubCaseMixin, TransactionCase):
         self.assertEqual((self.hubspot.breaker_state, self.hubspot.breaker_failures), ("closed", 0))
         self.assertFalse(self.activities())
         self.assertIn(self.user_manager.name, self.hubspot.message_ids[0].body)
+        self.assertLessEqual(self.seconds_until(waiting.next_attempt_at), 0, "what waited for the probe runs now")
+        self.fake_hubspot.reset()
+        self.assertEqual(len(self.run_events()), 6)
 
     def test_timeouts_count_toward_the_breaker(self):
         self.hubspot.breaker_threshold = 2
