@@ -48,25 +48,30 @@ class FakeHubSpot(FakeVendor):
 
     Rate limits, as HubSpot's API usage guidelines describe them: every 2xx and 429 answer
     carries ``X-HubSpot-RateLimit-Max`` / ``-Remaining`` / ``-Interval-Milliseconds`` (the
-    rolling window), ``-Secondly`` / ``-Secondly-Remaining`` and ``-Daily`` /
-    ``-Daily-Remaining``, counted per access token over the requests it let through.
+    rolling window) and ``-Daily`` / ``-Daily-Remaining``, counted per access token over
+    the requests it let through.
 
     - ``rate_limit=(max_requests, seconds)``, e.g. ``(100, 10.0)`` (HubSpot's limit for
-      public OAuth apps): a token's request beyond ``max_requests`` in the last ``seconds``
-      (a rolling window) gets HubSpot's 429 with ``policyName`` TEN_SECONDLY_ROLLING and
-      ``X-HubSpot-RateLimit-Remaining: 0``; a refused request does not count. None (the
-      default): nothing is refused, and the headers report 190 per 10 s.
+      public OAuth apps; 190 per 10 s for a Professional private app): a token's request
+      beyond ``max_requests`` in the last ``seconds`` (a rolling window) gets HubSpot's 429
+      with ``policyName`` TEN_SECONDLY_ROLLING and ``X-HubSpot-RateLimit-Remaining: 0``; a
+      refused request does not count. A client that reads the headers sees ``Remaining: 0``
+      on the answer that spent the window. None (the default): nothing is refused, and the
+      headers report a window of UNLIMITED requests per 10 s that the tests and benchmarks
+      never spend (a fake that refuses nothing must not tell its clients to wait).
     - ``daily_limit=N``: a token's request beyond N accepted ones gets the DAILY 429
-      (``X-HubSpot-RateLimit-Daily-Remaining: 0``). None: reported as 1,000,000, not enforced.
-    - ``rate_limit_next(n, policy)`` forces the next ``n`` answers to be a 429 of ``policy``.
+      (``X-HubSpot-RateLimit-Daily-Remaining: 0``). None: 1,000,000 reported, not enforced.
+    - ``rate_limit_next(n, policy)`` forces the next ``n`` answers to be a 429 of ``policy``
+      (SECONDLY also reports ``-Secondly`` / ``-Secondly-Remaining: 0``, which HubSpot sends
+      to the apps it holds to a per-second limit).
 
     HubSpot sends no Retry-After with a 429: a client waits the window.
     """
 
     default_failure_status = 429
     RATE_INTERVAL_MS = 10_000
-    RATE_MAX = 190
-    RATE_SECONDLY = 19
+    UNLIMITED = 1_000_000
+    RATE_SECONDLY = 10
     RATE_DAILY = 1_000_000
     PORTAL_ID = 62515
 
@@ -96,7 +101,7 @@ class FakeHubSpot(FakeVendor):
     @property
     def window(self) -> tuple[int, float]:
         """(requests, seconds) of the rolling window the headers report."""
-        return self.rate_limit or (self.RATE_MAX, self.RATE_INTERVAL_MS / 1000)
+        return self.rate_limit or (self.UNLIMITED, self.RATE_INTERVAL_MS / 1000)
 
     # data
 
@@ -323,28 +328,26 @@ class FakeHubSpot(FakeVendor):
             return
         token = self._token_of(req)
         recent = self._window_of(token)
-        now = time.monotonic()
-        last_second = sum(1 for stamp in recent if stamp >= now - 1)
         limit, seconds = self.window
         daily = self.RATE_DAILY if self.daily_limit is None else self.daily_limit
         counts = {
             "Remaining": max(0, limit - len(recent)),
-            "Secondly-Remaining": max(0, self.RATE_SECONDLY - last_second),
             "Daily-Remaining": max(0, daily - self._daily_used.get(token, 0)),
         }
         if answer.status == 429:
             # the limit that was hit is spent, the others show what they really have left
             policy = answer.body.get("policyName") if isinstance(answer.body, dict) else None
             counts[_HS_POLICY_HEADER.get(policy, "Remaining")] = 0
+            if policy == "SECONDLY":
+                answer.headers.setdefault("X-HubSpot-RateLimit-Secondly", str(self.RATE_SECONDLY))
         prefix = "X-HubSpot-RateLimit-"
         for name, value in {
             "Interval-Milliseconds": round(seconds * 1000),
             "Max": limit,
             "Remaining": counts["Remaining"],
-            "Secondly": self.RATE_SECONDLY,
-            "Secondly-Remaining": counts["Secondly-Remaining"],
             "Daily": daily,
             "Daily-Remaining": counts["Daily-Remaining"],
+            **({"Secondly-Remaining": counts["Secondly-Remaining"]} if "Secondly-Remaining" in counts else {}),
         }.items():
             answer.headers.setdefault(prefix + name, str(value))
 

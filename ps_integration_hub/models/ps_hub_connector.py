@@ -950,6 +950,13 @@ class PsHubConnector(models.Model):
         next probe time moved on, in a transaction committed before the call, so that no other
         worker probes it meanwhile and a worker that dies mid-probe leaves it to the next one.
         """
+        self.flush_model(["breaker_state", "breaker_probe_at"])
+        self.env.cr.execute(SQL(
+            "SELECT 1 FROM ps_hub_connector WHERE breaker_state <> 'closed' "
+            "AND breaker_probe_at <= statement_timestamp() AT TIME ZONE 'UTC' LIMIT 1"
+        ))
+        if not self.env.cr.fetchone():  # the usual case, read on the worker's own connection
+            return 0
         try:
             with self._hub_own_env() as env:
                 env.cr.execute(SQL(
