@@ -800,6 +800,7 @@ class PsHubConnector(models.Model):
         """Write {connector id: (Health, whether to write its quota)}; return the connectors whose
         breaker it opened. Runs in _hub_own_env."""
         cr = self.env.cr
+        self.flush_model()
         cr.execute(SQL(
             "SELECT id, breaker_state, breaker_failures, breaker_cooldown, breaker_probe_at, breaker_threshold, "
             "breaker_cooldown_base, breaker_cooldown_cap, paused_until FROM ps_hub_connector "
@@ -912,6 +913,7 @@ class PsHubConnector(models.Model):
     def _hub_store_probe(self, error: str | None) -> bool:
         """Write a probe's result (``error`` None: it went through). Runs in _hub_own_env."""
         self.ensure_one()
+        self.flush_model()
         self.env.cr.execute(SQL(
             "SELECT breaker_state, breaker_failures, breaker_cooldown, breaker_probe_at FROM ps_hub_connector "
             "WHERE id = %s FOR NO KEY UPDATE", self.id,
