@@ -859,7 +859,7 @@ class PsHubConnector(models.Model):
                 error=(connector.breaker_last_error or "")[:300], probe=connector.breaker_probe_at,
             )
             if not connector.activity_search([BREAKER_ACTIVITY]):
-                for user in managers:
+                for user in managers.filtered(lambda user, c=connector: c.company_id in user.company_ids):
                     connector.activity_schedule(BREAKER_ACTIVITY, summary=summary, note=note, user_id=user.id)
             connector.message_post(body=note)
             connector._hub_log_breaker("breaker_open", breaker.CLOSED, note)
