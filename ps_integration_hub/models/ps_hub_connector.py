@@ -779,8 +779,11 @@ class PsHubConnector(models.Model):
                 opened = env["ps.hub.connector"]._hub_store_health(news)
                 if opened:
                     opened._hub_breaker_opened()
-        except (psycopg2.errors.SerializationFailure, psycopg2.errors.LockNotAvailable) as exc:
-            _logger.info("ps_hub: connector health not written (%s): kept for the next batch", exc)
+        except Exception as exc:  # never lose the batch for its side notes: kept for the next one
+            if isinstance(exc, (psycopg2.errors.SerializationFailure, psycopg2.errors.LockNotAvailable)):
+                _logger.info("ps_hub: connector health not written (%s): kept for the next batch", exc)
+            else:
+                _logger.exception("ps_hub: connector health not written: kept for the next batch")
             with _HEALTH_LOCK:
                 for connector_id, (noted, _quota) in news.items():
                     health = _HEALTH.setdefault((dbname, connector_id), breaker.Health())
@@ -904,9 +907,13 @@ class PsHubConnector(models.Model):
             return False
         except TransientError as exc:
             error = str(exc)
-        with self._hub_own_env() as env:
-            connector = env["ps.hub.connector"].browse(self.id)
-            closed = connector._hub_store_probe(error)
+        try:
+            with self._hub_own_env() as env:
+                closed = env["ps.hub.connector"].browse(self.id)._hub_store_probe(error)
+        except (psycopg2.errors.SerializationFailure, psycopg2.errors.LockNotAvailable) as exc:
+            # left probing: probed again once its next probe time comes
+            _logger.info("ps_hub: connector %s: probe result not written (%s)", self.id, exc)
+            closed = False
         self.invalidate_model(BREAKER_FIELDS)
         return closed
 
