@@ -68,6 +68,17 @@ class TestRateLimitsAndBreaker(HubCaseMixin, TransactionCase):
     def calls(self):
         return len(self.fake_hubspot.calls("GET", COMPANY))
 
+    def failure(self, connector, path=COMPANY, expected=Exception):
+        """What ``connector._hub_request("GET", path)`` raised, checked to be an ``expected``.
+
+        Not assertRaises, which rolls back to a savepoint what the block wrote: the connector
+        writes what it learned of its vendor in a transaction of its own, which stays."""
+        try:
+            connector._hub_request("GET", path)
+        except expected as exc:
+            return exc
+        self.fail(f"GET {path} raised no {expected.__name__}")
+
     def seconds_until(self, when):
         return (when - fields.Datetime.now()).total_seconds()
 
@@ -122,8 +133,7 @@ class TestRateLimitsAndBreaker(HubCaseMixin, TransactionCase):
         events.invalidate_recordset()
         self.assertEqual(events.mapped("attempts"), [1] * 5 + [0] * 3)
         self.assertEqual(self.calls(), 5)
-        with self.assertRaises(ConnectorPaused):
-            hub._hub_request("GET", COMPANY)
+        self.failure(hub, expected=ConnectorPaused)
         self.assertEqual(self.calls(), 5, "nor any other call")
         # more failures counted while it is open (a batch begun before it opened) add no activity
         for _i in range(5):
@@ -184,12 +194,9 @@ class TestRateLimitsAndBreaker(HubCaseMixin, TransactionCase):
         with patch("requests.request", side_effect=requests.ReadTimeout("read timed out")) as call, \
                 mute_logger("odoo.addons.ps_integration_hub.models.ps_hub_connector"):
             for _i in range(2):
-                with self.assertRaises(TransientError) as caught:
-                    self.hubspot._hub_request("GET", COMPANY)
-                self.assertEqual(caught.exception.reason, "network")
-            with self.assertRaises(ConnectorPaused) as caught:
-                self.hubspot._hub_request("GET", COMPANY)
-        self.assertEqual((caught.exception.reason, call.call_count), ("breaker_open", 2))
+                self.assertEqual(self.failure(self.hubspot, expected=TransientError).reason, "network")
+            paused = self.failure(self.hubspot, expected=ConnectorPaused)
+        self.assertEqual((paused.reason, call.call_count), ("breaker_open", 2))
         self.hubspot.invalidate_recordset()
         self.assertEqual(self.hubspot.breaker_state, "open", "outside a batch the opening is written at once")
 
@@ -206,11 +213,9 @@ class TestRateLimitsAndBreaker(HubCaseMixin, TransactionCase):
     def test_refusals_and_rate_limits_do_not_open_the_breaker(self):
         self.hubspot.breaker_threshold = 1
         self.fake_hubspot.fail_next(1, status=404)
-        with self.assertRaises(PermanentError):  # the request's fault, not the vendor's
-            self.hubspot._hub_request("GET", COMPANY)
+        self.failure(self.hubspot, expected=PermanentError)  # the request's fault, not the vendor's
         self.fake_hubspot.rate_limit_next(1)
-        with self.assertRaises(RateLimited):
-            self.hubspot._hub_request("GET", COMPANY)
+        self.failure(self.hubspot, expected=RateLimited)
         self.Connector._hub_flush_health()
         self.assertEqual((self.hubspot.breaker_state, self.hubspot.breaker_failures), ("closed", 0))
 
@@ -280,17 +285,17 @@ class TestRateLimitsAndBreaker(HubCaseMixin, TransactionCase):
         self.assertEqual(hub.pause_reason, "quota_spent")
 
     def test_salesforce_request_limit_exceeded(self):
-        self.salesforce._hub_request("GET", "/services/data/v62.0/sobjects/Account/0015e00000QrStUAAV")
+        account = "/services/data/v62.0/sobjects/Account/0015e00000QrStUAAV"
+        self.salesforce._hub_request("GET", account)
         self.fake_salesforce.fail_next(1)  # 403 REQUEST_LIMIT_EXCEEDED: TotalRequests Limit exceeded.
-        with self.assertRaises(RateLimited) as caught:
-            self.salesforce._hub_request("GET", "/services/data/v62.0/sobjects/Account/0015e00000QrStUAAV")
-        self.assertEqual(caught.exception.policy, "TotalRequests Limit exceeded.")
+        limited = self.failure(self.salesforce, account, RateLimited)
+        self.assertEqual(limited.policy, "TotalRequests Limit exceeded.")
         # the organization's 24 hours are spent and Salesforce gives no hint: the backoff cap
-        self.assertEqual(caught.exception.retry_after, self.salesforce.retry_backoff_cap)
+        self.assertEqual(limited.retry_after, self.salesforce.retry_backoff_cap)
         self.assertAlmostEqual(self.seconds_until(self.salesforce.paused_until), 3600, delta=5)
+        self.assertEqual(self.salesforce.pause_reason, "rate_limited")
         before = len(self.fake_salesforce.requests)
-        with self.assertRaises(ConnectorPaused):
-            self.salesforce._hub_request("GET", "/services/data/v62.0/sobjects/Account/0015e00000QrStUAAV")
+        self.failure(self.salesforce, account, ConnectorPaused)
         self.assertEqual(len(self.fake_salesforce.requests), before, "nothing sent while paused")
 
     def test_the_salesforce_fake_enforces_its_allowance(self):
