@@ -697,7 +697,8 @@ class PsHubConnector(models.Model):
         with _HEALTH_LOCK:
             health = self._hub_health()
             was_tripped = health.tripped
-            tripped = health.note_failure(str(exc), self.breaker_threshold, self.breaker_failures)
+            tripped = health.note_failure(str(exc), self.breaker_threshold, self.breaker_failures,
+                                          now=time.time(), hold=self.breaker_cooldown_base)
         if tripped and not was_tripped:
             _logger.warning("ps_hub: connector %s (%s): %d consecutive failures, its circuit breaker opens: %s",
                             self.id, self.name, self.breaker_threshold, exc)
@@ -715,7 +716,7 @@ class PsHubConnector(models.Model):
         if noted:
             seconds, why = noted
             if why == "breaker":
-                waits.append((float(self.breaker_cooldown_base), "breaker_open", self.env._(
+                waits.append((seconds or float(self.breaker_cooldown_base), "breaker_open", self.env._(
                     "its circuit breaker opened after %s consecutive failures", self.breaker_threshold)))
             else:
                 waits.append((seconds, "rate_limited", self.env._("the vendor asked to wait (%s)", why)))
@@ -1036,6 +1037,6 @@ class PsHubConnector(models.Model):
             self.env["ps.hub.event"].invalidate_model(["next_attempt_at"])
             connector_sudo.invalidate_recordset(BREAKER_FIELDS)
             with _HEALTH_LOCK:
-                connector._hub_health().written(quota=False)
+                connector._hub_health().note_success(0)
             connector_sudo._hub_breaker_closed(self.env._("Circuit breaker closed by %s.", self.env.user.name))
         return True

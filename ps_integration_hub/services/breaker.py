@@ -60,7 +60,9 @@ class Health:
     succeeded: bool = False  # a call succeeded since the last write: the stored count restarts
     stored_seen: int = 0  # the largest stored count of failures the process's calls saw
     last_error: str | None = None
-    tripped: bool = False  # this process counted enough failures to open the breaker
+    tripped: bool = False  # this process counted enough failures to open the breaker (not written yet)
+    # and makes no call before this: its own transaction may not see the breaker it opened yet
+    tripped_until: float = 0.0
     pause_until: float = 0.0  # no call before this (rate limit, spent quota)
     pause_reason: str | None = None
     pause_written: bool = True
@@ -72,18 +74,21 @@ class Health:
         """A call went through: the consecutive failures (this process's and the stored ones) end."""
         self.failures = 0
         self.succeeded = True
-        self.tripped = False
+        self.tripped, self.tripped_until = False, 0.0
         self.stored_seen = max(self.stored_seen, stored_failures)
 
-    def note_failure(self, error: str, threshold: int, stored_failures: int = 0) -> bool:
+    def note_failure(self, error: str, threshold: int, stored_failures: int = 0, now: float = 0.0,
+                     hold: float = 0.0) -> bool:
         """Count a failure; True when it makes the breaker trip, counted with the failures the
-        other processes stored (``stored_failures``) unless a call went through since."""
+        other processes stored (``stored_failures``) unless a call went through since. A trip
+        stops this process's calls for ``hold`` seconds from ``now`` (the breaker's cooldown)."""
         self.stored_seen = max(self.stored_seen, stored_failures)
         self.failures += 1
         self.last_error = error
         base = 0 if self.succeeded else stored_failures
         if base + self.failures >= threshold:
             self.tripped = True
+            self.tripped_until = max(self.tripped_until, now + hold)
         return self.tripped
 
     def note_pause(self, until: float, reason: str) -> None:
@@ -96,8 +101,8 @@ class Health:
 
     def wait(self, now: float) -> tuple[float, str] | None:
         """(seconds, why) this process must wait before calling again, or None."""
-        if self.tripped:
-            return 0.0, "breaker"
+        if self.tripped or self.tripped_until > now:
+            return max(self.tripped_until - now, 0.0), "breaker"
         if self.pause_until > now:
             return self.pause_until - now, self.pause_reason or "rate_limited"
         return None
