@@ -257,6 +257,28 @@ class TestRateLimitsAndBreaker(HubCaseMixin, TransactionCase):
         self.assertEqual(events.mapped("state"), ["done"] * 6)
         self.assertEqual(events.mapped("attempts"), [1] * 6)
 
+    def test_a_batch_call_refused_for_the_rate_limit_is_not_split(self):
+        """A handler that reads its whole batch in one call (HubSpot's batch read) and raises:
+        the batch waits the window as it is, uncharged, instead of being split into calls that
+        would each meet the limit."""
+        calls = []
+
+        def batch(events):
+            calls.append(len(events))
+            events[:1].connector_id._hub_request(
+                "POST", "/crm/v3/objects/companies/batch/read", json={"inputs": [{"id": "5500071"}]})
+            return {event.id: None for event in events}
+        events = self.enqueue_events(4)
+        self.fake_hubspot.rate_limit_next(1)
+        with patched_handler(self.env, key=KEY, batch=batch):
+            self.process()
+        self.assertEqual(calls, [4], "run once, not split down")
+        self.assertEqual(len(self.fake_hubspot.calls("POST")), 1)
+        self.assertEqual(events.mapped("state"), ["pending"] * 4)
+        self.assertEqual(events.mapped("attempts"), [0] * 4)
+        for event in events:
+            self.assertAlmostEqual(self.seconds_until(event.next_attempt_at), 10, delta=2)
+
     def test_retry_after_in_seconds_or_as_an_http_date_schedules_the_retry(self):
         first = self.enqueue_events(1)
         self.fake_hubspot.fail_next(1, status=429, retry_after=90)
