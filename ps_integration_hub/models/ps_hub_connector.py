@@ -749,6 +749,9 @@ class PsHubConnector(models.Model):
         """An environment (superuser) whose writes commit at once, apart from the caller's
         transaction, with a short lock timeout (the caller's transaction may hold the lock).
 
+        Its transaction is READ COMMITTED: what it does is a read-modify-write of connector rows
+        it locks first, which must see what another worker committed meanwhile rather than fail
+        to serialize (as a REPEATABLE READ one does when two workers write one connector).
         Under test the test's cursor is the only transaction there is: a savepoint of it.
         """
         if modules.module.current_test:
@@ -756,6 +759,7 @@ class PsHubConnector(models.Model):
                 yield self.env(su=True)
             return
         with self.env.registry.cursor() as cr:
+            cr.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
             cr.execute("SET LOCAL lock_timeout = '5s'")
             yield self.env(cr=cr, su=True)
 
