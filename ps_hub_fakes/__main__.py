@@ -28,15 +28,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--salesforce-client-secret", help="secret to require (default: any)")
     parser.add_argument("--bamboohr-api-key", help="API key to require (default: any)")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
+    parser.add_argument("--hubspot-rate-limit", metavar="N/SECONDS",
+                        help="HubSpot's rolling window, e.g. 100/10: the request beyond N in SECONDS gets a 429")
+    parser.add_argument("--salesforce-api-limit", type=int, default=FakeSalesforce.API_LIMIT,
+                        help="Salesforce calls allowed before REQUEST_LIMIT_EXCEEDED (default: %(default)s)")
     args = parser.parse_args(argv)
+    rate_limit = None
+    if args.hubspot_rate_limit:
+        count, _slash, seconds = args.hubspot_rate_limit.partition("/")
+        rate_limit = (int(count), float(seconds or 10))
 
     fakes: dict[str, FakeVendor] = {
-        "hubspot": FakeHubSpot(args.hubspot_token, port=args.hubspot_port, latency=args.latency),
+        "hubspot": FakeHubSpot(args.hubspot_token, port=args.hubspot_port, latency=args.latency,
+                               rate_limit=rate_limit),
         "salesforce": FakeSalesforce(
             args.salesforce_client_id,
             args.salesforce_client_secret,
             port=args.salesforce_port,
             latency=args.latency,
+            api_limit=args.salesforce_api_limit,
         ),
         "bamboohr": FakeBambooHR(
             args.bamboohr_api_key, port=args.bamboohr_port, latency=args.latency

@@ -1,10 +1,11 @@
 """Plumbing shared by the fake vendors: a threaded HTTP server that records requests,
-can be told to fail the next ones, and routes the rest to the vendor's handlers."""
+can be told to fail or stall the next ones, and routes the rest to the vendor's handlers."""
 
 from __future__ import annotations
 
 import json
 import re
+import sys
 import threading
 import time
 from collections import deque
@@ -112,6 +113,11 @@ class _Server(ThreadingHTTPServer):
         self.vendor = vendor
         super().__init__(address, _Handler)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that gave up (its timeout, during a stall) is no error of the fake's."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
 
 def retry_after_value(when: float | datetime) -> str:
     """A Retry-After header value (RFC 9110, 10.2.3): delay-seconds for a number of
@@ -136,8 +142,12 @@ class FakeVendor:
     """A fake vendor API served by a ThreadingHTTPServer on 127.0.0.1.
 
     Subclasses declare ``routes`` and implement ``_load_defaults``; they may
-    override ``_authenticate``, ``_decorate``, ``_on_request`` and
+    override ``_authenticate``, ``_throttle``, ``_decorate``, ``_on_request`` and
     ``_failure_defaults``.
+
+    Outages for tests: ``fail_next(n, status=503)`` answers the next ``n`` requests with an
+    error and then recovers; ``stall_next(n, seconds)`` holds the next ``n`` requests that
+    long before answering them (a client with a shorter timeout sees a timeout).
     """
 
     routes: ClassVar[tuple[Route, ...]] = ()
@@ -150,6 +160,7 @@ class FakeVendor:
         self.requests: list[RecordedRequest] = []
         self._lock = threading.RLock()
         self._failures: deque[Answer] = deque()
+        self._stalls: deque[float] = deque()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self.reset()
@@ -201,6 +212,7 @@ class FakeVendor:
         with self._lock:
             self.requests.clear()
             self._failures.clear()
+            self._stalls.clear()
             self._load_defaults()
 
     def fail_next(
@@ -227,6 +239,12 @@ class FakeVendor:
                     Answer(status, default_body if body is None else body, dict(answer_headers))
                 )
 
+    def stall_next(self, n: int = 1, seconds: float = 30.0) -> None:
+        """Hold each of the next ``n`` requests ``seconds`` before answering it as usual: a
+        vendor too slow for the client's timeout, then back to normal."""
+        with self._lock:
+            self._stalls.extend([seconds] * n)
+
     def calls(self, method: str | None = None, path_prefix: str = "") -> list[RecordedRequest]:
         """Recorded requests, optionally filtered by method and path prefix."""
         with self._lock:
@@ -246,7 +264,12 @@ class FakeVendor:
         """Return an error answer when the request is not authorised."""
         return None
 
-    def _decorate(self, answer: Answer) -> None:
+    def _throttle(self, req: RecordedRequest) -> Answer | None:
+        """Return the vendor's rate-limit answer when an authorised request is over its limits
+        (called under the lock, after ``_authenticate``)."""
+        return None
+
+    def _decorate(self, answer: Answer, req: RecordedRequest) -> None:
         """Add vendor headers to every answer."""
 
     def _on_request(self) -> None:
@@ -280,13 +303,14 @@ class FakeVendor:
         with self._lock:
             self.requests.append(req)
             self._on_request()
-        if self.latency:
-            time.sleep(self.latency)
+            stall = self._stalls.popleft() if self._stalls else 0.0
+        if self.latency or stall:
+            time.sleep(self.latency + stall)
         with self._lock:
             answer = self._failures.popleft() if self._failures else None
             if answer is None:
-                answer = self._authenticate(req) or self._route(req)
-            self._decorate(answer)
+                answer = self._authenticate(req) or self._throttle(req) or self._route(req)
+            self._decorate(answer, req)
         return answer
 
     def _route(self, req: RecordedRequest) -> Answer:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import time
+import uuid
 from collections import deque
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -40,23 +41,46 @@ _HS_SINGULAR = {
 
 
 class FakeHubSpot(FakeVendor):
-    """HubSpot CRM v3: deals, companies, contacts and line items.
+    """HubSpot CRM v3: deals, companies, contacts and line items, and the account details.
 
     ``token``: when set, ``Authorization: Bearer <token>`` must match it; when
     None any bearer token is accepted (but one is required).
+
+    Rate limits, as HubSpot's API usage guidelines describe them: every 2xx and 429 answer
+    carries ``X-HubSpot-RateLimit-Max`` / ``-Remaining`` / ``-Interval-Milliseconds`` (the
+    rolling window) and ``-Daily`` / ``-Daily-Remaining``, counted per access token over
+    the requests it let through.
+
+    - ``rate_limit=(max_requests, seconds)``, e.g. ``(100, 10.0)`` (HubSpot's limit for
+      public OAuth apps; 190 per 10 s for a Professional private app): a token's request
+      beyond ``max_requests`` in the last ``seconds`` (a rolling window) gets HubSpot's 429
+      with ``policyName`` TEN_SECONDLY_ROLLING and ``X-HubSpot-RateLimit-Remaining: 0``; a
+      refused request does not count. A client that reads the headers sees ``Remaining: 0``
+      on the answer that spent the window. None (the default): nothing is refused, and the
+      headers report a window of UNLIMITED requests per 10 s that the tests and benchmarks
+      never spend (a fake that refuses nothing must not tell its clients to wait).
+    - ``daily_limit=N``: a token's request beyond N accepted ones gets the DAILY 429
+      (``X-HubSpot-RateLimit-Daily-Remaining: 0``). None: 1,000,000 reported, not enforced.
+    - ``rate_limit_next(n, policy)`` forces the next ``n`` answers to be a 429 of ``policy``
+      (SECONDLY also reports ``-Secondly`` / ``-Secondly-Remaining: 0``, which HubSpot sends
+      to the apps it holds to a per-second limit).
+
+    HubSpot sends no Retry-After with a 429: a client waits the window.
     """
 
     default_failure_status = 429
     RATE_INTERVAL_MS = 10_000
-    RATE_MAX = 190
-    RATE_SECONDLY = 19
+    UNLIMITED = 1_000_000
+    RATE_SECONDLY = 10
     RATE_DAILY = 1_000_000
+    PORTAL_ID = 62515
 
     routes = _routes(
         ("GET", rf"/crm/v3/objects/{_HS_OBJECTS}/([^/]+)", "_get_object"),
         ("PATCH", rf"/crm/v3/objects/{_HS_OBJECTS}/([^/]+)", "_patch_object"),
         ("POST", rf"/crm/v3/objects/{_HS_OBJECTS}/batch/read", "_batch_read"),
         ("POST", rf"/crm/v3/objects/{_HS_OBJECTS}/batch/update", "_batch_update"),
+        ("GET", r"/account-info/v3/details", "_account_details"),
     )
 
     def __init__(
@@ -66,9 +90,18 @@ class FakeHubSpot(FakeVendor):
         port: int = 0,
         latency: float = 0.0,
         host: str = "127.0.0.1",
+        rate_limit: tuple[int, float] | None = None,
+        daily_limit: int | None = None,
     ) -> None:
         self.token = token
+        self.rate_limit = rate_limit
+        self.daily_limit = daily_limit
         super().__init__(port=port, latency=latency, host=host)
+
+    @property
+    def window(self) -> tuple[int, float]:
+        """(requests, seconds) of the rolling window the headers report."""
+        return self.rate_limit or (self.UNLIMITED, self.RATE_INTERVAL_MS / 1000)
 
     # data
 
@@ -82,8 +115,9 @@ class FakeHubSpot(FakeVendor):
         self.line_items: dict[str, dict[str, Any]] = {
             item["id"]: item for item in load_json("hubspot/line_items_batch_read.json")["results"]
         }
-        self._recent: deque[float] = deque()
-        self._daily_used = 0
+        # per access token: the times of the requests let through in the window, and today's count
+        self._recent: dict[str, deque[float]] = {}
+        self._daily_used: dict[str, int] = {}
 
     def add_company(
         self, company_id: str, name: str | None = None, **properties: Any
@@ -229,13 +263,6 @@ class FakeHubSpot(FakeVendor):
 
     # hooks
 
-    def _on_request(self) -> None:
-        now = time.monotonic()
-        self._recent.append(now)
-        while self._recent and self._recent[0] < now - self.RATE_INTERVAL_MS / 1000:
-            self._recent.popleft()
-        self._daily_used += 1
-
     def _authenticate(self, req: RecordedRequest) -> Answer | None:
         auth = req.headers.get("Authorization", "")
         scheme, _, token = auth.partition(" ")
@@ -266,33 +293,61 @@ class FakeHubSpot(FakeVendor):
         headers keep their real counts. HubSpot promises no Retry-After: pass
         ``retry_after`` (seconds or a datetime) to play a proxy or gateway that adds one.
         """
-        body = dict(load_json("hubspot/rate_limited_429.json"), policyName=policy,
-                    message=f"You have reached your {policy.lower()} limit.")
-        self.fail_next(n, status=429, body=body, retry_after=retry_after)
+        self.fail_next(n, status=429, body=self._rate_limited_body(policy), retry_after=retry_after)
 
-    def _decorate(self, answer: Answer) -> None:
+    @staticmethod
+    def _rate_limited_body(policy: str) -> dict[str, Any]:
+        return dict(load_json("hubspot/rate_limited_429.json"), policyName=policy,
+                    correlationId=str(uuid.uuid4()), message=f"You have reached your {policy.lower()} limit.")
+
+    @staticmethod
+    def _token_of(req: RecordedRequest) -> str:
+        return req.headers.get("Authorization", "").partition(" ")[2]
+
+    def _window_of(self, token: str) -> deque[float]:
+        """The token's requests of the rolling window (older ones dropped)."""
+        recent = self._recent.setdefault(token, deque())
+        horizon = time.monotonic() - self.window[1]
+        while recent and recent[0] <= horizon:
+            recent.popleft()
+        return recent
+
+    def _throttle(self, req: RecordedRequest) -> Answer | None:
+        token = self._token_of(req)
+        recent = self._window_of(token)
+        if self.daily_limit is not None and self._daily_used.get(token, 0) >= self.daily_limit:
+            return Answer(429, self._rate_limited_body("DAILY"))
+        if self.rate_limit is not None and len(recent) >= self.rate_limit[0]:
+            return Answer(429, self._rate_limited_body("TEN_SECONDLY_ROLLING"))
+        recent.append(time.monotonic())
+        self._daily_used[token] = self._daily_used.get(token, 0) + 1
+        return None
+
+    def _decorate(self, answer: Answer, req: RecordedRequest) -> None:
         if answer.status != 429 and not 200 <= answer.status < 300:
             return
-        now = time.monotonic()
-        last_second = sum(1 for stamp in self._recent if stamp >= now - 1)
+        token = self._token_of(req)
+        recent = self._window_of(token)
+        limit, seconds = self.window
+        daily = self.RATE_DAILY if self.daily_limit is None else self.daily_limit
         counts = {
-            "Remaining": max(0, self.RATE_MAX - len(self._recent)),
-            "Secondly-Remaining": max(0, self.RATE_SECONDLY - last_second),
-            "Daily-Remaining": max(0, self.RATE_DAILY - self._daily_used),
+            "Remaining": max(0, limit - len(recent)),
+            "Daily-Remaining": max(0, daily - self._daily_used.get(token, 0)),
         }
         if answer.status == 429:
             # the limit that was hit is spent, the others show what they really have left
             policy = answer.body.get("policyName") if isinstance(answer.body, dict) else None
             counts[_HS_POLICY_HEADER.get(policy, "Remaining")] = 0
+            if policy == "SECONDLY":
+                answer.headers.setdefault("X-HubSpot-RateLimit-Secondly", str(self.RATE_SECONDLY))
         prefix = "X-HubSpot-RateLimit-"
         for name, value in {
-            "Interval-Milliseconds": self.RATE_INTERVAL_MS,
-            "Max": self.RATE_MAX,
+            "Interval-Milliseconds": round(seconds * 1000),
+            "Max": limit,
             "Remaining": counts["Remaining"],
-            "Secondly": self.RATE_SECONDLY,
-            "Secondly-Remaining": counts["Secondly-Remaining"],
-            "Daily": self.RATE_DAILY,
+            "Daily": daily,
             "Daily-Remaining": counts["Daily-Remaining"],
+            **({"Secondly-Remaining": counts["Secondly-Remaining"]} if "Secondly-Remaining" in counts else {}),
         }.items():
             answer.headers.setdefault(prefix + name, str(value))
 
@@ -302,6 +357,14 @@ class FakeHubSpot(FakeVendor):
         return super()._failure_defaults(status)
 
     # endpoints
+
+    def _account_details(self, req: RecordedRequest) -> Answer:
+        """GET /account-info/v3/details: the account's portal id, time zone and currency."""
+        return Answer(200, {
+            "portalId": self.PORTAL_ID, "accountType": "STANDARD", "timeZone": "Europe/London",
+            "companyCurrency": "GBP", "additionalCurrencies": ["EUR", "USD"], "utcOffset": "+00:00",
+            "utcOffsetMilliseconds": 0, "uiDomain": "app-eu1.hubspot.com", "dataHostingLocation": "eu1",
+        })
 
     @staticmethod
     def _error(status: int, message: str, category: str, **extra: Any) -> Answer:

@@ -69,6 +69,13 @@ class FakeSalesforce(FakeVendor):
 
     ``client_id``/``client_secret``: when set, the token endpoint checks them.
     Every other endpoint needs ``Authorization: Bearer <token issued here>``.
+
+    API limits, as Salesforce documents them: every answer carries
+    ``Sforce-Limit-Info: api-usage=N/M`` (the organization's calls of the rolling 24 hours,
+    ``api_usage``, and its allowance ``api_limit``); once the allowance is spent, API calls
+    get 403 ``[{"errorCode": "REQUEST_LIMIT_EXCEEDED", "message": "TotalRequests Limit
+    exceeded."}]``. ``GET /services/data/vXX.X/limits`` reports ``DailyApiRequests``.
+    ``fail_next(n)`` forces the 403 (its default status) for the next ``n`` requests.
     """
 
     default_failure_status = 403
@@ -85,6 +92,7 @@ class FakeSalesforce(FakeVendor):
         ("PATCH", _SF_DATA + r"/sobjects/Opportunity/([^/]+)", "_patch_opportunity"),
         ("POST", _SF_DATA + r"/composite/?", "_composite"),
         ("GET", _SF_DATA + r"/sobjects/Opportunity/([^/]+)", "_get_opportunity"),
+        ("GET", _SF_DATA + r"/limits/?", "_limits"),
     )
 
     def __init__(
@@ -96,10 +104,12 @@ class FakeSalesforce(FakeVendor):
         latency: float = 0.0,
         host: str = "127.0.0.1",
         org_id: str = DEFAULT_ORG_ID,
+        api_limit: int = API_LIMIT,
     ) -> None:
         self.client_id = client_id
         self.client_secret = client_secret
         self.org_id = org_id
+        self.api_limit = api_limit
         super().__init__(port=port, latency=latency, host=host)
 
     # data
@@ -283,9 +293,15 @@ class FakeSalesforce(FakeVendor):
             401, [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}]
         )
 
-    def _decorate(self, answer: Answer) -> None:
+    def _throttle(self, req: RecordedRequest) -> Answer | None:
+        if req.path == "/services/oauth2/token" or self.api_usage <= self.api_limit:
+            return None
+        self.api_usage -= 1  # a refused call is not counted
+        return Answer(403, load_json("salesforce/request_limit_exceeded_403.json"))
+
+    def _decorate(self, answer: Answer, req: RecordedRequest) -> None:
         answer.headers.setdefault(
-            "Sforce-Limit-Info", f"api-usage={self.api_usage}/{self.API_LIMIT}"
+            "Sforce-Limit-Info", f"api-usage={self.api_usage}/{self.api_limit}"
         )
 
     def _failure_defaults(self, status: int) -> tuple[Any, dict[str, str]]:
@@ -331,6 +347,14 @@ class FakeSalesforce(FakeVendor):
                 "scope": "api",
             },
         )
+
+    def _limits(self, req: RecordedRequest) -> Answer:
+        """GET limits: the organization's allowances; the fake counts only DailyApiRequests."""
+        return Answer(200, {
+            "DailyApiRequests": {"Max": self.api_limit, "Remaining": max(self.api_limit - self.api_usage, 0)},
+            "DailyAsyncApexExecutions": {"Max": 250000, "Remaining": 250000},
+            "DailyBulkApiBatches": {"Max": 15000, "Remaining": 15000},
+        })
 
     def _batch_size(self, req: RecordedRequest) -> int:
         """The query batch size: ``query_batch_size``, or smaller when the client asks with

@@ -13,6 +13,7 @@
         "security/ps_integration_hub_security.xml",
         "security/ir.model.access.csv",
         "data/ir_cron.xml",
+        "data/mail_activity_type_data.xml",
         "views/ps_hub_connector_views.xml",
         "views/ps_hub_event_views.xml",
         "views/ps_hub_event_type_views.xml",

@@ -35,6 +35,8 @@ class PsHubAuditLog(models.Model):
         ("binding_create", "Binding created by hand"),
         ("binding_write", "Binding changed by hand"),
         ("binding_unlink", "Binding deleted by hand"),
+        ("breaker_open", "Circuit breaker opened"),
+        ("breaker_close", "Circuit breaker closed"),
     ], required=True, readonly=True)
     before = fields.Json(readonly=True)
     after = fields.Json(readonly=True)

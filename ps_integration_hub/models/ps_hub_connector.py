@@ -1,21 +1,24 @@
-import email.utils
+import dataclasses
 import json
 import logging
 import math
 import secrets
 import threading
 import time
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
+import psycopg2.errors
 import requests
 
-from odoo import api, fields, models
+from odoo import api, fields, models, modules
 from odoo.exceptions import AccessError, UserError
 from odoo.tools import SQL, config
 from odoo.tools.query import Query
 
-from ..services import crypto, parsers, signatures
-from ..services.errors import OutOfTime, PermanentError, TransientError
+from ..services import breaker, crypto, parsers, ratelimit, signatures
+from ..services.errors import ConnectorPaused, OutOfTime, PermanentError, RateLimited, TransientError
+from ..services.ratelimit import retry_after_seconds  # noqa: F401 - the name tests and modules import
 
 _logger = logging.getLogger(__name__)
 
@@ -42,39 +45,29 @@ _TOKENS: dict[tuple[str, int], tuple[str, float]] = {}
 _TOKENS_LOCK = threading.Lock()
 # a vendor call is not started with less time than this left in the worker's run
 MIN_CALL_SECONDS = 1.0
-
-
-def retry_after_seconds(headers) -> float | None:
-    """When the vendor says to come back: Retry-After, else HubSpot's rate-limit window.
-
-    Retry-After is delay-seconds or an HTTP-date (RFC 9110, 10.2.3); a date already
-    passed asks for no wait.
-    """
-    retry_after = (headers.get("Retry-After") or "").strip()
-    if retry_after.isdigit():
-        return float(retry_after)
-    if retry_after:
-        try:
-            when = email.utils.parsedate_to_datetime(retry_after)
-        except (TypeError, ValueError, IndexError):
-            when = None
-        if when is not None:
-            if when.tzinfo is None:  # RFC 9110 dates are GMT
-                when = when.replace(tzinfo=UTC)
-            wait = (when - datetime.now(UTC)).total_seconds()
-            return wait if wait > 0 else None
-    if headers.get("X-HubSpot-RateLimit-Remaining") == "0":
-        interval = headers.get("X-HubSpot-RateLimit-Interval-Milliseconds", "")
-        return int(interval) / 1000 if interval.isdigit() else None
-    if headers.get("X-HubSpot-RateLimit-Secondly-Remaining") == "0":
-        return 1.0
-    return None
+# What this process learned of each connector's vendor since it last wrote the connector
+# (services/breaker.py), per (database, connector id).
+_HEALTH: dict[tuple[str, int], breaker.Health] = {}
+_HEALTH_LOCK = threading.Lock()
+# the quota a vendor reports is written at most this often per process (unless one is spent)
+QUOTA_WRITE_SECONDS = 10.0
+BREAKER_STATES = [
+    (breaker.CLOSED, "Closed"),
+    (breaker.OPEN, "Open"),
+    (breaker.HALF_OPEN, "Probing"),
+]
+BREAKER_FIELDS = [
+    "breaker_state", "breaker_failures", "breaker_cooldown", "breaker_opened_at", "breaker_probe_at",
+    "breaker_last_error", "paused_until", "pause_reason", "quota_remaining", "quota_limit",
+    "quota_window_seconds", "quota_daily_remaining", "quota_daily_limit", "quota_read_at",
+]
+BREAKER_ACTIVITY = "ps_integration_hub.mail_activity_type_breaker_open"
 
 
 class PsHubConnector(models.Model):
     _name = "ps.hub.connector"
     _description = "Integration Connector"
-    _inherit = ["mail.thread"]
+    _inherit = ["mail.thread", "mail.activity.mixin"]
     _order = "name, id"
     _check_company_auto = True
 
@@ -162,6 +155,40 @@ class PsHubConnector(models.Model):
     retry_max_attempts = fields.Integer("Max Attempts", default=8, required=True)
     retry_backoff_base = fields.Integer("Backoff Base (s)", default=30, required=True)
     retry_backoff_cap = fields.Integer("Backoff Cap (s)", default=3600, required=True)
+    breaker_threshold = fields.Integer(
+        "Failures to Open", default=5, required=True, tracking=True,
+        help="Consecutive failures of the vendor (5xx answers, timeouts, network errors) that open the "
+             "circuit breaker. Rate limits and refusals of one request do not count.",
+    )
+    breaker_cooldown_base = fields.Integer(
+        "Breaker Cooldown (s)", default=60, required=True, tracking=True,
+        help="How long an opened breaker waits before a probe; doubled after each failed probe.",
+    )
+    breaker_cooldown_cap = fields.Integer("Breaker Cooldown Cap (s)", default=1800, required=True, tracking=True)
+    breaker_state = fields.Selection(
+        BREAKER_STATES, "Circuit Breaker", default=breaker.CLOSED, required=True, readonly=True, copy=False,
+        help="Open: the vendor failed repeatedly; the connector's events wait, uncharged, until a probe "
+             "call goes through. Probing: a probe call is under way.",
+    )
+    breaker_failures = fields.Integer("Consecutive Failures", readonly=True, copy=False)
+    breaker_cooldown = fields.Integer("Current Cooldown (s)", readonly=True, copy=False)
+    breaker_opened_at = fields.Datetime("Breaker Opened", readonly=True, copy=False)
+    breaker_probe_at = fields.Datetime("Next Probe", readonly=True, copy=False)
+    breaker_last_error = fields.Text("Last Vendor Failure", readonly=True, copy=False)
+    paused_until = fields.Datetime(
+        "Calls Paused Until", readonly=True, copy=False,
+        help="The vendor asked to wait (a rate limit, a spent quota): no call before this time.",
+    )
+    pause_reason = fields.Char("Pause Reason", readonly=True, copy=False)
+    quota_remaining = fields.Integer("Calls Left in Window", readonly=True, copy=False)
+    quota_limit = fields.Integer("Calls per Window", readonly=True, copy=False)
+    quota_window_seconds = fields.Float("Window (s)", readonly=True, copy=False)
+    quota_daily_remaining = fields.Integer("Calls Left Today", readonly=True, copy=False)
+    quota_daily_limit = fields.Integer("Calls per Day", readonly=True, copy=False)
+    quota_read_at = fields.Datetime(
+        "Quota Read", readonly=True, copy=False,
+        help="When the vendor last reported the quota (written at most every few seconds).",
+    )
     signature_failure_count = fields.Integer(readonly=True, copy=False)
     last_signature_failure = fields.Datetime(readonly=True, copy=False)
     event_ids = fields.One2many("ps.hub.event", "connector_id")
@@ -196,6 +223,11 @@ class PsHubConnector(models.Model):
         "CHECK(timeout > 0 AND max_body_bytes > 0 AND retry_max_attempts > 0 "
         "AND retry_backoff_base >= 0 AND retry_backoff_cap >= retry_backoff_base)",
         "Timeouts, limits and attempts must be positive, and the backoff cap at least its base.",
+    )
+    _breaker_limits = models.Constraint(
+        "CHECK(breaker_threshold > 0 AND breaker_cooldown_base > 0 "
+        "AND breaker_cooldown_cap >= breaker_cooldown_base)",
+        "The breaker opens after at least one failure, and its cooldown cap is at least its cooldown.",
     )
 
     # ------------------------------------------------------------------ secrets
@@ -500,10 +532,12 @@ class PsHubConnector(models.Model):
             raise TransientError("token request failed: Timeout", reason="network") from None
         except requests.RequestException as exc:
             raise TransientError(f"token request failed: {exc.__class__.__name__}", reason="network") from None
-        if response.status_code == 429 or response.status_code >= 500:
+        if response.status_code == 429:
+            raise RateLimited("token request: HTTP 429", retry_after=ratelimit.retry_after_seconds(response.headers))
+        if response.status_code >= 500:
             raise TransientError(
                 f"token request: HTTP {response.status_code}", reason="remote_unavailable",
-                retry_after=retry_after_seconds(response.headers),
+                retry_after=ratelimit.retry_after_seconds(response.headers),
             )
         if response.status_code != 200:
             raise PermanentError(
@@ -537,32 +571,42 @@ class PsHubConnector(models.Model):
     def _hub_request(self, method: str, path: str, **kwargs) -> requests.Response:
         """Call the vendor's API with the connector's auth and timeout.
 
-        Rate limits, 5xx and network errors raise TransientError (the event is retried
-        with backoff); refused credentials (401, also after a fresh OAuth2 token) and other
-        refusals raise PermanentError. A call that the end of the worker's run would cut
-        raises OutOfTime: the event waits for the next run, uncharged.
+        No call is made while the connector's circuit breaker is open or the vendor asked to
+        wait: ConnectorPaused (the event waits, uncharged). Rate limits (HubSpot 429, Salesforce
+        403 REQUEST_LIMIT_EXCEEDED) raise RateLimited: the event is retried after the vendor's
+        hint without being charged an attempt, and the connector pauses as long. 5xx and network
+        errors raise TransientError (retried with backoff) and count toward the breaker; refused
+        credentials (401, also after a fresh OAuth2 token) and other refusals raise
+        PermanentError. A call that the end of the worker's run would cut raises OutOfTime:
+        the event waits for the next run, uncharged. The quota the vendor reports is kept.
         """
         self.ensure_one()
         url = self._hub_url(path)
+        self._hub_check_calls_allowed()
         timeout = kwargs.pop("timeout", self.timeout)
         for attempt in (1, 2):
-            self._hub_auth(kwargs, refresh=attempt == 2)
+            try:
+                self._hub_auth(kwargs, refresh=attempt == 2)
+            except TransientError as exc:
+                raise self._hub_note_failure(exc) from None
             call_timeout = self._hub_call_timeout(timeout, f"{method} {path}")
             try:
                 response = requests.request(method, url, timeout=call_timeout, **kwargs)
             except requests.Timeout:
                 if call_timeout < timeout:
                     raise OutOfTime(f"{method} {path}: cut by the end of the worker's run") from None
-                raise TransientError(f"{method} {path}: Timeout", reason="network") from None
+                raise self._hub_note_failure(TransientError(f"{method} {path}: Timeout", reason="network")) from None
             except requests.RequestException as exc:
-                raise TransientError(
+                raise self._hub_note_failure(TransientError(
                     f"{method} {path}: {exc.__class__.__name__}", reason="network",
-                ) from None
+                )) from None
             if (response.status_code == 401 and attempt == 1
                     and self.auth_type == "oauth2_client_credentials"):
                 continue  # expired or revoked token: fetch a new one once
             break
         status = response.status_code
+        verdict = ratelimit.classify(status, response.headers, response.text if status >= 400 else "")
+        self._hub_note_answer(verdict, response.headers)
         if status < 300:
             return response
         if status == 401:
@@ -572,15 +616,431 @@ class PsHubConnector(models.Model):
                            vendor=self.system, connector=self.display_name, method=method, path=path),
                 reason="authentication",
             )
-        if status == 429 or status >= 500 or (
-            status == 403 and "REQUEST_LIMIT_EXCEEDED" in response.text
-        ):
-            raise TransientError(
-                f"{method} {path}: HTTP {status}", reason="rate_limited" if status in (403, 429)
-                else "remote_unavailable",
-                retry_after=retry_after_seconds(response.headers),
+        if verdict.kind == ratelimit.RATE_LIMITED:
+            raise RateLimited(
+                f"{method} {path}: HTTP {status}, rate limited ({verdict.policy or 'no policy named'})",
+                retry_after=self._hub_rate_limit_wait(verdict), policy=verdict.policy,
             )
+        if verdict.kind == ratelimit.UNAVAILABLE:
+            raise self._hub_note_failure(TransientError(
+                f"{method} {path}: HTTP {status}", reason="remote_unavailable", retry_after=verdict.wait,
+            ))
         raise PermanentError(
             f"{method} {path}: HTTP {status}: {response.text[:300]}",
             reason="remote_not_found" if status == 404 else "remote_refused",
         )
+
+    # ------------------------------------------------- rate limits and circuit breaker
+    # Every call notes what it learned in this process's memory (services/breaker.py: Health),
+    # and this process acts on it at once: no call while it saw the breaker trip or the vendor
+    # ask to wait. The connector row, which every worker reads (the claim skips the events of
+    # connectors whose breaker is open or whose calls are paused), is written once per batch,
+    # in a transaction of its own (_hub_own_env): the worker's batch transaction lasts the
+    # whole batch, and a row lock of the connector held that long would make the other workers
+    # of the connector wait for it, then fail to serialize. The quota is written at most every
+    # QUOTA_WRITE_SECONDS per process, unless it is spent.
+
+    def _hub_health(self) -> breaker.Health:
+        """This process's notes of the connector's vendor (call under _HEALTH_LOCK)."""
+        key = (self.env.cr.dbname, self.id)
+        health = _HEALTH.get(key)
+        if health is None:
+            health = _HEALTH[key] = breaker.Health()
+        return health
+
+    def _hub_breaker_policy(self) -> breaker.BreakerPolicy:
+        return breaker.BreakerPolicy(self.breaker_threshold, self.breaker_cooldown_base, self.breaker_cooldown_cap)
+
+    def _hub_rate_limit_wait(self, verdict: ratelimit.Verdict) -> float:
+        """Seconds to wait after a rate-limited or quota-spending answer: what the vendor said,
+        else the backoff cap when the day's allowance is spent (HubSpot resets it at midnight in
+        the account's time zone, which the answer does not give), else the backoff base."""
+        if verdict.wait:
+            return verdict.wait
+        return float(self.retry_backoff_cap if verdict.daily else max(self.retry_backoff_base, 1))
+
+    def _hub_note_answer(self, verdict: ratelimit.Verdict, headers) -> None:
+        """Note what an answer tells of the vendor: its quota, a pause it asks for, and that it is up."""
+        now = time.time()
+        quota = ratelimit.read_quota(headers)
+        probing = self.env.context.get("ps_hub_probe")
+        with _HEALTH_LOCK:
+            health = self._hub_health()
+            if quota is not None:
+                health.note_quota(quota, now)
+            if verdict.kind == ratelimit.RATE_LIMITED:
+                health.note_pause(now + self._hub_rate_limit_wait(verdict), "rate_limited")
+            elif verdict.kind == ratelimit.UNAVAILABLE:
+                if verdict.wait:
+                    health.note_pause(now + verdict.wait, "remote_unavailable")
+            else:  # it answered: the vendor is up
+                if not probing:
+                    health.note_success(self.breaker_failures)
+                if verdict.wait or verdict.daily:  # this call spent the window or the day
+                    health.note_pause(now + self._hub_rate_limit_wait(verdict), "quota_spent")
+            urgent = not health.pause_written
+        if urgent and not self.env.context.get("ps_hub_batch"):
+            self._hub_flush_health()
+
+    def _hub_note_failure(self, exc: TransientError) -> TransientError:
+        """Count a failure of the vendor toward the breaker; return ``exc`` to raise."""
+        if isinstance(exc, RateLimited):
+            now = time.time()
+            with _HEALTH_LOCK:
+                self._hub_health().note_pause(now + (exc.retry_after or max(self.retry_backoff_base, 1)),
+                                              "rate_limited")
+            if not self.env.context.get("ps_hub_batch"):
+                self._hub_flush_health()
+            return exc
+        if exc.reason not in breaker.BREAKER_REASONS or self.env.context.get("ps_hub_probe"):
+            return exc
+        with _HEALTH_LOCK:
+            health = self._hub_health()
+            was_tripped = health.tripped
+            tripped = health.note_failure(str(exc), self.breaker_threshold, self.breaker_failures,
+                                          now=time.time(), hold=self.breaker_cooldown_base)
+        if tripped and not was_tripped:
+            _logger.warning("ps_hub: connector %s (%s): %d consecutive failures, its circuit breaker opens: %s",
+                            self.id, self.name, self.breaker_threshold, exc)
+            if not self.env.context.get("ps_hub_batch"):
+                self._hub_flush_health()
+        return exc
+
+    def _hub_wait(self) -> tuple[float, str, str] | None:
+        """(seconds, reason, why) the connector must wait before calling its vendor, or None."""
+        now = time.time()
+        waits = []
+        with _HEALTH_LOCK:
+            noted = _HEALTH.get((self.env.cr.dbname, self.id))
+            noted = noted and noted.wait(now)
+        if noted:
+            seconds, why = noted
+            if why == "breaker":
+                waits.append((seconds or float(self.breaker_cooldown_base), "breaker_open", self.env._(
+                    "its circuit breaker opened after %s consecutive failures", self.breaker_threshold)))
+            else:
+                waits.append((seconds, "rate_limited", self.env._("the vendor asked to wait (%s)", why)))
+        if self.breaker_state != breaker.CLOSED:
+            probe_at = self.breaker_probe_at and self.breaker_probe_at.replace(tzinfo=UTC).timestamp()
+            waits.append((max((probe_at or now) - now, 1.0), "breaker_open", self.env._(
+                "its circuit breaker is open (last failure: %s)", (self.breaker_last_error or "")[:200])))
+        if self.paused_until:
+            until = self.paused_until.replace(tzinfo=UTC).timestamp()
+            if until > now:
+                waits.append((until - now, "rate_limited", self.env._(
+                    "the vendor asked to wait (%s)", self.pause_reason or "rate limit")))
+        return max(waits, key=lambda wait: wait[0]) if waits else None
+
+    def _hub_check_calls_allowed(self) -> None:
+        """Raise ConnectorPaused while the connector may not call its vendor (a probe may)."""
+        if self.env.context.get("ps_hub_probe"):
+            return
+        wait = self._hub_wait()
+        if wait:
+            seconds, reason, why = wait
+            raise ConnectorPaused(
+                self.env._("Connector %(name)s makes no call for %(seconds)s s: %(why)s.",
+                           name=self.name, seconds=round(seconds), why=why),
+                reason=reason, retry_after=seconds,
+            )
+
+    @contextmanager
+    def _hub_own_env(self):
+        """An environment (superuser) whose writes commit at once, apart from the caller's
+        transaction, with a short lock timeout (the caller's transaction may hold the lock).
+
+        Its transaction is READ COMMITTED: what it does is a read-modify-write of connector rows
+        it locks first, which must see what another worker committed meanwhile rather than fail
+        to serialize (as a REPEATABLE READ one does when two workers write one connector).
+        Under test the test's cursor is the only transaction there is: a savepoint of it.
+        """
+        if modules.module.current_test:
+            with self.env.cr.savepoint():
+                yield self.env(su=True)
+            return
+        with self.env.registry.cursor() as cr:
+            cr.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            cr.execute("SET LOCAL lock_timeout = '5s'")
+            yield self.env(cr=cr, su=True)
+
+    @api.model
+    def _hub_flush_health(self) -> None:
+        """Write what this process learned of its connectors' vendors since it last did: the
+        breaker's failures (opening it at the threshold), pauses and the quota."""
+        dbname, now = self.env.cr.dbname, time.time()
+        with _HEALTH_LOCK:
+            news = {}
+            for (db, connector_id), health in _HEALTH.items():
+                if db != dbname:
+                    continue
+                quota = health.quota_due(now, QUOTA_WRITE_SECONDS)
+                if health.breaker_due() or not health.pause_written or quota:
+                    news[connector_id] = (dataclasses.replace(health), quota)
+                    health.written(quota)
+        if not news:
+            return
+        try:
+            with self._hub_own_env() as env:
+                opened = env["ps.hub.connector"]._hub_store_health(news)
+                if opened:
+                    opened._hub_breaker_opened()
+        except Exception as exc:  # never lose the batch for its side notes: kept for the next one
+            if isinstance(exc, (psycopg2.errors.SerializationFailure, psycopg2.errors.LockNotAvailable)):
+                _logger.info("ps_hub: connector health not written (%s): kept for the next batch", exc)
+            else:
+                _logger.exception("ps_hub: connector health not written: kept for the next batch")
+            with _HEALTH_LOCK:
+                for connector_id, (noted, _quota) in news.items():
+                    health = _HEALTH.setdefault((dbname, connector_id), breaker.Health())
+                    health.failures += noted.failures
+                    health.tripped = health.tripped or noted.tripped
+                    health.succeeded = health.succeeded or noted.succeeded
+                    health.last_error = health.last_error or noted.last_error
+                    health.stored_seen = max(health.stored_seen, noted.stored_seen)
+                    if not noted.pause_written:
+                        health.pause_written = False
+                    health.quota_written_at = min(health.quota_written_at, noted.quota_written_at)
+            return
+        self.invalidate_model(BREAKER_FIELDS)
+
+    @api.model
+    def _hub_store_health(self, news: dict) -> "PsHubConnector":
+        """Write {connector id: (Health, whether to write its quota)}; return the connectors whose
+        breaker it opened. Runs in _hub_own_env."""
+        cr = self.env.cr
+        self.flush_model()
+        cr.execute(SQL(
+            "SELECT id, breaker_state, breaker_failures, breaker_cooldown, breaker_probe_at, breaker_threshold, "
+            "breaker_cooldown_base, breaker_cooldown_cap, paused_until FROM ps_hub_connector "
+            "WHERE id IN %s ORDER BY id FOR NO KEY UPDATE", tuple(news),
+        ))
+        now = fields.Datetime.now()
+        opened = []
+        for cid, state, failures, cooldown, probe_at, threshold, base, cap, paused_until in cr.fetchall():
+            health, quota_due = news[cid]
+            stored = breaker.Stored(state, failures or 0, cooldown or 0, probe_at)
+            values = {}
+            if health.breaker_due():
+                change = breaker.merge(stored, health.failures, health.succeeded,
+                                       breaker.BreakerPolicy(threshold, base, cap), now)
+                if change.failures != stored.failures:
+                    values["breaker_failures"] = change.failures
+                if health.last_error:
+                    values["breaker_last_error"] = health.last_error
+                if change.opened:
+                    opened.append(cid)
+                    values.update(breaker_state=change.state, breaker_cooldown=int(change.cooldown),
+                                  breaker_opened_at=now, breaker_probe_at=change.probe_at)
+            if not health.pause_written and health.pause_until:
+                until = datetime.fromtimestamp(health.pause_until, UTC).replace(tzinfo=None)
+                if not paused_until or until > paused_until:
+                    values.update(paused_until=until, pause_reason=health.pause_reason)
+            if quota_due and health.quota is not None:
+                quota = health.quota
+                values.update(
+                    quota_remaining=quota.remaining, quota_limit=quota.limit,
+                    quota_window_seconds=quota.window_seconds, quota_daily_remaining=quota.daily_remaining,
+                    quota_daily_limit=quota.daily_limit,
+                    quota_read_at=datetime.fromtimestamp(health.quota_at, UTC).replace(tzinfo=None),
+                )
+            if values:
+                cr.execute(SQL(
+                    "UPDATE ps_hub_connector SET %s WHERE id = %s",
+                    SQL(", ").join(SQL("%s = %s", SQL.identifier(name), value) for name, value in values.items()),
+                    cid,
+                ))
+        self.invalidate_model(BREAKER_FIELDS)
+        return self.browse(opened)
+
+    def _hub_breaker_opened(self) -> None:
+        """Tell the integration managers that the connectors' breakers opened: one activity each
+        (none more while it stays open), a message and an audit log entry."""
+        managers = self.env.ref("ps_integration_hub.group_hub_manager").all_user_ids.filtered(
+            lambda user: user.active and not user.share)
+        for connector in self:
+            summary = self.env._("Circuit breaker open: %s", connector.name)
+            note = self.env._(
+                "%(vendor)s failed %(count)s times in a row (last: %(error)s). Its events wait, uncharged; a "
+                "probe call at %(probe)s (UTC) closes the breaker if the vendor answers again. Check the "
+                "vendor's status, or use Probe Now / Close Breaker on the connector.",
+                vendor=connector.system, count=connector.breaker_failures,
+                error=(connector.breaker_last_error or "")[:300], probe=connector.breaker_probe_at,
+            )
+            if not connector.activity_search([BREAKER_ACTIVITY]):
+                for user in managers.filtered(lambda user, c=connector: c.company_id in user.company_ids):
+                    connector.activity_schedule(BREAKER_ACTIVITY, summary=summary, note=note, user_id=user.id)
+            connector.message_post(body=note)
+            connector._hub_log_breaker("breaker_open", breaker.CLOSED, note)
+
+    def _hub_log_breaker(self, action: str, before: str, note: str) -> None:
+        self.env["ps.hub.audit.log"].sudo().create({
+            "connector_id": self.id, "company_id": self.company_id.id, "user_id": self.env.uid,
+            "action": action, "before": {"breaker_state": before},
+            "after": {"breaker_state": self.breaker_state}, "note": note,
+        })
+
+    def _hub_breaker_closed(self, how: str) -> None:
+        """The breaker closed: the managers' activities are done, a message, an audit log entry."""
+        for connector in self:
+            connector.activity_feedback([BREAKER_ACTIVITY], feedback=how)
+            connector.message_post(body=how)
+            connector._hub_log_breaker("breaker_close", breaker.OPEN, how)
+
+    # ------------------------------------------------------------------ probes
+
+    def _hub_probe_request(self) -> tuple[str, str]:
+        """(method, path) of a cheap call that tells whether the vendor answers again: HubSpot's
+        account details, Salesforce's organization limits (which also report the day's quota),
+        else the API's root. A module that adds a system returns its own."""
+        if self.system == "hubspot":
+            return "GET", "/account-info/v3/details"
+        if self.system == "salesforce":
+            return "GET", "/services/data/v62.0/limits"
+        return "GET", "/"
+
+    def _hub_probe(self) -> bool:
+        """One probe call: the vendor answers (anything but a 5xx or a network error; a rate limit
+        also says it is up) or not. Closes or reopens the breaker; True when closed."""
+        self.ensure_one()
+        method, path = self._hub_probe_request()
+        try:
+            self.with_context(ps_hub_probe=True)._hub_request(method, path)
+            error = None
+        except (PermanentError, RateLimited):
+            error = None  # it answered: up, whatever it thinks of this request
+        except OutOfTime:
+            return False
+        except TransientError as exc:
+            error = str(exc)
+        try:
+            with self._hub_own_env() as env:
+                closed = env["ps.hub.connector"].browse(self.id)._hub_store_probe(error)
+        except (psycopg2.errors.SerializationFailure, psycopg2.errors.LockNotAvailable) as exc:
+            # left probing: probed again once its next probe time comes
+            _logger.info("ps_hub: connector %s: probe result not written (%s)", self.id, exc)
+            closed = False
+        self.invalidate_model(BREAKER_FIELDS)
+        return closed
+
+    def _hub_store_probe(self, error: str | None) -> bool:
+        """Write a probe's result (``error`` None: it went through). Runs in _hub_own_env."""
+        self.ensure_one()
+        self.flush_model()
+        self.env.cr.execute(SQL(
+            "SELECT breaker_state, breaker_failures, breaker_cooldown, breaker_probe_at FROM ps_hub_connector "
+            "WHERE id = %s FOR NO KEY UPDATE", self.id,
+        ))
+        row = self.env.cr.fetchone()
+        stored = breaker.Stored(row[0], row[1] or 0, row[2] or 0, row[3])
+        if stored.state == breaker.CLOSED:
+            return True  # closed meanwhile (by hand)
+        now = fields.Datetime.now()
+        change = breaker.probed(stored, error is None, self._hub_breaker_policy(), now)
+        values = {"breaker_state": change.state, "breaker_failures": change.failures,
+                  "breaker_cooldown": int(change.cooldown), "breaker_probe_at": change.probe_at}
+        if error:
+            values["breaker_last_error"] = error
+        else:
+            values["breaker_opened_at"] = None
+        self.env.cr.execute(SQL(
+            "UPDATE ps_hub_connector SET %s WHERE id = %s",
+            SQL(", ").join(SQL("%s = %s", SQL.identifier(name), value) for name, value in values.items()), self.id,
+        ))
+        self.invalidate_recordset(BREAKER_FIELDS)
+        if error is None:
+            with _HEALTH_LOCK:
+                self._hub_health().note_success(0)
+            self._hub_breaker_closed(self.env._("The probe call went through: circuit breaker closed."))
+        else:
+            _logger.warning("ps_hub: connector %s (%s): probe failed (%s), breaker open for %s s more",
+                            self.id, self.name, error, int(change.cooldown))
+        return error is None
+
+    @api.model
+    def _hub_probe_due(self) -> int:
+        """Probe the vendors of the connectors whose breaker's cooldown is over; return how many.
+
+        Each probe is taken by one worker: the connector is marked half open (probing) and its
+        next probe time moved on, in a transaction committed before the call, so that no other
+        worker probes it meanwhile and a worker that dies mid-probe leaves it to the next one.
+        """
+        self.flush_model(["breaker_state", "breaker_probe_at"])
+        self.env.cr.execute(SQL(
+            "SELECT 1 FROM ps_hub_connector WHERE breaker_state <> 'closed' "
+            "AND breaker_probe_at <= statement_timestamp() AT TIME ZONE 'UTC' LIMIT 1"
+        ))
+        if not self.env.cr.fetchone():  # the usual case, read on the worker's own connection
+            return 0
+        try:
+            with self._hub_own_env() as env:
+                env.cr.execute(SQL(
+                    """
+                    UPDATE ps_hub_connector c
+                       SET breaker_state = 'half_open',
+                           breaker_probe_at = statement_timestamp() AT TIME ZONE 'UTC'
+                                              + make_interval(secs => GREATEST(c.breaker_cooldown, 1))
+                     WHERE c.id IN (SELECT id FROM ps_hub_connector
+                                     WHERE breaker_state IN ('open', 'half_open') AND active
+                                       AND breaker_probe_at <= statement_timestamp() AT TIME ZONE 'UTC'
+                                       FOR NO KEY UPDATE SKIP LOCKED)
+                    RETURNING c.id
+                    """,
+                ))
+                due = [row[0] for row in env.cr.fetchall()]
+        except (psycopg2.errors.SerializationFailure, psycopg2.errors.LockNotAvailable):
+            return 0
+        self.invalidate_model(BREAKER_FIELDS)
+        for connector in self.sudo().browse(due):
+            connector._hub_probe()
+        return len(due)
+
+    @api.model
+    def _hub_blocked_sql(self) -> SQL:
+        """A query of the ids of the connectors whose events the claim leaves queued: breaker not
+        closed, or calls paused by the vendor. A handful of rows at most: the claim reads it once
+        per statement (an InitPlan), with no round trip of its own."""
+        self.flush_model(["breaker_state", "paused_until"])
+        return SQL(
+            "SELECT id FROM ps_hub_connector WHERE breaker_state <> 'closed' "
+            "OR paused_until > statement_timestamp() AT TIME ZONE 'UTC'"
+        )
+
+    @api.model
+    def _hub_blocked_ids(self) -> list[int]:
+        """The ids of the connectors whose events the claim leaves queued (see _hub_blocked_sql)."""
+        self.env.cr.execute(self._hub_blocked_sql())
+        return [row[0] for row in self.env.cr.fetchall()]
+
+    def action_breaker_probe(self):
+        """Probe the vendor now (Integration Managers): closes the breaker if it answers."""
+        self._hub_check_manager()
+        for connector in self:
+            closed = connector.sudo()._hub_probe()
+            if not closed:
+                connector.message_post(body=self.env._(
+                    "Probe failed: the circuit breaker stays open (%s).", connector.sudo().breaker_last_error or ""))
+        return True
+
+    def action_breaker_close(self):
+        """Close the breaker by hand (Integration Managers): the connector's events run again at once,
+        those it gave back unstarted included."""
+        self._hub_check_manager()
+        for connector in self.filtered(lambda c: c.breaker_state != breaker.CLOSED):
+            connector_sudo = connector.sudo()
+            self.env.cr.execute(SQL(
+                "UPDATE ps_hub_connector SET breaker_state = 'closed', breaker_failures = 0, breaker_cooldown = 0, "
+                "breaker_probe_at = NULL, breaker_opened_at = NULL WHERE id = %s", connector.id,
+            ))
+            # the events given back while it was open wait for the probe time: not any more
+            self.env["ps.hub.event"].flush_model(["next_attempt_at", "state"])
+            self.env.cr.execute(SQL(
+                "UPDATE ps_hub_event SET next_attempt_at = statement_timestamp() AT TIME ZONE 'UTC' "
+                "WHERE connector_id = %s AND state = 'pending' "
+                "AND next_attempt_at > statement_timestamp() AT TIME ZONE 'UTC'", connector.id,
+            ))
+            self.env["ps.hub.event"].invalidate_model(["next_attempt_at"])
+            connector_sudo.invalidate_recordset(BREAKER_FIELDS)
+            with _HEALTH_LOCK:
+                connector._hub_health().note_success(0)
+            connector_sudo._hub_breaker_closed(self.env._("Circuit breaker closed by %s.", self.env.user.name))
+        return True

@@ -26,6 +26,7 @@ from odoo.tools import SQL, config
 from ..services import budget
 from ..services import outcome as oc
 from ..services.backoff import backoff_delay
+from ..services.errors import ConnectorPaused, RateLimited
 from .base import INTEGRATION, INTEGRATION_KEY
 from .ir_cron import note_more_work, runner_pass_started
 
@@ -116,6 +117,7 @@ class PsHubEngine(models.AbstractModel):
         engine = self
         if not math.isinf(run.seconds):
             engine = self.with_context(ps_hub_start_until=run.start_until, ps_hub_call_until=run.call_until)
+        engine.env["ps.hub.connector"]._hub_probe_due()  # breakers whose cooldown is over
         dbname = self.env.cr.dbname
         while True:
             if not run.can_claim():
@@ -150,7 +152,8 @@ class PsHubEngine(models.AbstractModel):
         while the claim has room (HEAD_WEIGHT: up to ``limit * HEAD_WEIGHT`` events of one
         busy object). An earlier event in exception or dead does not hold the
         later ones: a person works it on the desk, in their own time, and handlers decide
-        from the vendor's current state, not from the order of the messages.
+        from the vendor's current state, not from the order of the messages. The events of a
+        connector whose circuit breaker is open or whose vendor asked to wait stay queued.
         """
         self.env["ps.hub.event"].flush_model()
         cr = self.env.cr
@@ -165,6 +168,7 @@ class PsHubEngine(models.AbstractModel):
                   FROM ps_hub_event e
                  WHERE e.state IN ('pending', 'retry') AND e.direction = 'in' AND e.held IS NOT TRUE
                    AND e.next_attempt_at <= statement_timestamp() AT TIME ZONE 'UTC'
+                   AND e.connector_id <> ALL(ARRAY(%(blocked)s))
                    AND (e.ordering_key IS NULL OR NOT EXISTS (%(earlier)s))
                  ORDER BY e.next_attempt_at, e.id
                  LIMIT %(limit)s
@@ -198,6 +202,7 @@ class PsHubEngine(models.AbstractModel):
             """,
             earlier=EARLIER_ACTIVE, limit=limit, behind=max(limit - 1, 0) * HEAD_WEIGHT, token=token,
             head_weight=HEAD_WEIGHT, room=limit * HEAD_WEIGHT,
+            blocked=self.env["ps.hub.connector"]._hub_blocked_sql(),
         ))
         ids = sorted(row[0] for row in cr.fetchall())
         self.env["ps.hub.event"].invalidate_model(["state", "claim_token", "claimed_at", "attempts", "held"])
@@ -356,7 +361,9 @@ class PsHubEngine(models.AbstractModel):
             "WHERE claim_token = %s AND state = 'processing' ORDER BY id FOR UPDATE", token,
         ))
         rows = [Claimed(*row) for row in self.env.cr.fetchall()]
-        ran = self._hub_run(rows)
+        ran = self.with_context(ps_hub_batch=True)._hub_run(rows)
+        # what the batch's vendor calls told (failures, pauses, quota): once per batch
+        self.env["ps.hub.connector"]._hub_flush_health()
         return self.env["ps.hub.event"].browse(ran)
 
     def _hub_out_of_time(self) -> bool:
@@ -455,6 +462,13 @@ class PsHubEngine(models.AbstractModel):
         gets its own outcome. Fills ``outcomes``, ``timings`` and ``holding``."""
         outcomes.update((row.id, oc.release()) for row in chunk if row.obj in holding)
         chunk = [row for row in chunk if row.obj not in holding]
+        paused = self._hub_paused_connectors(chunk)
+        for row in chunk:
+            if row.connector_id in paused:  # its calls would not be made: not started
+                outcomes[row.id] = oc.release(paused[row.connector_id])
+                if row.obj is not None:
+                    holding.add(row.obj)
+        chunk = [row for row in chunk if row.connector_id not in paused]
         if not chunk:
             return
         if self._hub_out_of_time():
@@ -486,7 +500,16 @@ class PsHubEngine(models.AbstractModel):
                 outcomes.update((event_id, oc.release()) for event_id in rerun.ids)
                 chunk = [row for row in chunk if row.id not in rerun.ids]
                 continue
+            except ConnectorPaused as exc:  # the vendor asked to wait, or the breaker opened: none was called
+                outcomes.update((row.id, oc.release(exc.retry_after)) for row in chunk)
+                holding.update(row.obj for row in chunk if row.obj is not None)
+                return
             except Exception as exc:  # noqa: BLE001 - split down; a single event is classified
+                if isinstance(exc, RateLimited) and len(chunk) > 1:
+                    # the batch's call was refused for the rate limit: the batch waits as it is, uncharged
+                    outcomes.update((row.id, oc.release(exc.retry_after)) for row in chunk)
+                    holding.update(row.obj for row in chunk if row.obj is not None)
+                    return
                 if len(chunk) > 1:
                     _logger.info("ps_hub: a batch of %d %s events failed (%s), splitting it",
                                  len(chunk), event_type.code, exc)
@@ -506,6 +529,17 @@ class PsHubEngine(models.AbstractModel):
                 if found[row.id].holds_its_object and row.obj is not None:
                     holding.add(row.obj)
             return
+
+    @api.model
+    def _hub_paused_connectors(self, rows) -> dict[int, float]:
+        """{connector id: seconds to wait} of the connectors of ``rows`` that may not call their
+        vendor now (breaker open, vendor asked to wait): their events are given back unstarted."""
+        paused = {}
+        for connector in self.env["ps.hub.connector"].sudo().browse({row.connector_id for row in rows}):
+            wait = connector._hub_wait()
+            if wait:
+                paused[connector.id] = wait[0]
+        return paused
 
     @api.model
     def _hub_late_events(self, chunk, found) -> set[int]:
@@ -534,23 +568,26 @@ class PsHubEngine(models.AbstractModel):
         now = fields.Datetime.now()
         policies = {c.id: oc.RetryPolicy(c.retry_max_attempts, c.retry_backoff_base, c.retry_backoff_cap)
                     for c in self.env["ps.hub.connector"].sudo().browse({row.connector_id for row in rows})}
-        values_rows, audit, released = [], [], []
+        values_rows, audit, released, delays = [], [], [], {}
         for row in rows:
             outcome = outcomes[row.id]
             if outcome.kind == oc.RELEASE:
                 released.append(row.id)
+                if outcome.retry_after:
+                    delays[row.id] = outcome.retry_after
                 continue
             values = oc.settle(outcome, row.attempts, policies[row.connector_id], now)
             started_at, duration = timings.get(row.id, (now, 0.0))
             event_type = types.get(row.id)
             values_rows.append(SQL(
                 "(%s, %s, %s, %s, %s, %s, %s, %s::int, %s::timestamp, %s::timestamp, "
-                "%s::float, %s, %s, %s::float, %s, %s::int, %s::int)",
+                "%s::float, %s, %s, %s::float, %s, %s::int, %s::int, %s::int)",
                 row.id, values["state"], values["error_class"], values["reason"],
                 values["last_error"], values["ignore_reason"], values["res_model"], values["res_id"],
                 values["next_attempt_at"], started_at, duration,
                 values["ctx_customer"], values["ctx_reference"], values["ctx_amount"],
                 values["ctx_currency"], event_type.id if event_type else None, values["mapping_version_id"],
+                values["refund"],
             ))
             audit.append((row.id, "process", {"state": "processing"},
                           {"state": values["state"], "reason": values["reason"]}))
@@ -574,34 +611,42 @@ class PsHubEngine(models.AbstractModel):
                        ctx_currency = COALESCE(v.ctx_currency, e.ctx_currency),
                        event_type_id = COALESCE(v.event_type_id, e.event_type_id),
                        mapping_version_id = COALESCE(v.mapping_version_id, e.mapping_version_id),
+                       attempts = GREATEST(e.attempts - v.refund, 0),
                        claim_token = NULL, held = FALSE,
                        write_date = now() AT TIME ZONE 'UTC', write_uid = %s
                   FROM (VALUES %s) AS v(id, state, error_class, reason, last_error, ignore_reason,
                        res_model, res_id, next_attempt_at, started_at, duration_ms,
-                       ctx_customer, ctx_reference, ctx_amount, ctx_currency, event_type_id, mapping_version_id)
+                       ctx_customer, ctx_reference, ctx_amount, ctx_currency, event_type_id, mapping_version_id,
+                       refund)
                  WHERE e.id = v.id
                 """,
                 self.env.uid, SQL(", ").join(values_rows),
             ))
         if released:
-            self._hub_release(released)
+            self._hub_release(released, delays)
         Event.invalidate_model()
         self._hub_hold_next(row.obj for row in rows if row.obj is not None)
         self.env["ps.hub.audit.log"]._hub_log_many(
             [(Event.browse(event_id), *rest) for event_id, *rest in audit])
 
     @api.model
-    def _hub_release(self, ids: list[int]) -> None:
+    def _hub_release(self, ids: list[int], delays: dict[int, float] | None = None) -> None:
         """Give back claimed events the run did not start: not charged an attempt, and ready at
-        once for any worker, each behind the earlier events of its object."""
+        once for any worker (or after their ``delays``, in seconds: their connector waits), each
+        behind the earlier events of its object."""
+        delays = delays or {}
         self.env.cr.execute(SQL(
             """
-            UPDATE ps_hub_event
-               SET state = CASE WHEN error_class IS NULL THEN 'pending' ELSE 'retry' END,
-                   attempts = GREATEST(attempts - 1, 0), claim_token = NULL, claimed_at = NULL,
-                   held = ordering_key IS NOT NULL, write_date = now() AT TIME ZONE 'UTC'
-             WHERE id IN %s AND state = 'processing'
+            UPDATE ps_hub_event e
+               SET state = CASE WHEN e.error_class IS NULL THEN 'pending' ELSE 'retry' END,
+                   attempts = GREATEST(e.attempts - 1, 0), claim_token = NULL, claimed_at = NULL,
+                   next_attempt_at = CASE WHEN v.delay > 0 THEN GREATEST(e.next_attempt_at,
+                       statement_timestamp() AT TIME ZONE 'UTC' + make_interval(secs => v.delay))
+                       ELSE e.next_attempt_at END,
+                   held = e.ordering_key IS NOT NULL, write_date = now() AT TIME ZONE 'UTC'
+              FROM (VALUES %s) AS v(id, delay)
+             WHERE e.id = v.id AND e.state = 'processing'
             """,
-            tuple(ids),
+            SQL(", ").join(SQL("(%s, %s::float)", event_id, delays.get(event_id, 0.0)) for event_id in ids),
         ))
         _logger.info("ps_hub: %d event(s) given back unstarted", len(ids))

@@ -34,6 +34,31 @@ class OutOfTime(TransientError):
         super().__init__(message, reason="out_of_time")
 
 
+class RateLimited(TransientError):
+    """The vendor refused the call for its rate limit or quota (HubSpot 429, Salesforce 403
+    REQUEST_LIMIT_EXCEEDED): flow control, not the event's fault.
+
+    The event is retried after ``retry_after`` (the vendor's hint, else the connector's
+    backoff) without being charged an attempt, so a busy vendor never dead-letters events.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None, policy: str | None = None,
+                 context: dict | None = None):
+        super().__init__(message, reason="rate_limited", retry_after=retry_after, context=context)
+        self.policy = policy
+
+
+class ConnectorPaused(TransientError):
+    """The connector makes no call for now: its circuit breaker is open, or the vendor asked
+    to wait (a rate limit, a spent quota). Nothing was sent.
+
+    The event goes back to the queue uncharged, due again in ``retry_after`` seconds.
+    """
+
+    def __init__(self, message: str, *, reason: str, retry_after: float | None = None):
+        super().__init__(message, reason=reason, retry_after=retry_after)
+
+
 class PermanentError(HubError):
     """A failure no retry will fix without a change (bad payload, 4xx): an exception."""
 

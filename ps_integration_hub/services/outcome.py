@@ -21,7 +21,7 @@ import requests
 from odoo.exceptions import AccessError, UserError, ValidationError
 
 from .backoff import backoff_delay
-from .errors import HubError, IgnoreEvent, OutOfTime
+from .errors import ConnectorPaused, HubError, IgnoreEvent, OutOfTime, RateLimited
 
 DONE, IGNORED, FAILED, RELEASE = "done", "ignored", "failed", "release"
 CONTEXT_KEYS = ("customer", "reference", "amount", "currency")
@@ -36,8 +36,10 @@ TRANSIENT_DB_ERRORS = (
 class Outcome:
     """The result of one event's run, before the retry policy decides its state.
 
-    ``kind`` is done, ignored, failed, or release (the run had no time to start it: it
-    goes back to the queue uncharged).
+    ``kind`` is done, ignored, failed, or release (the run did not start it, or its
+    connector made no call: it goes back to the queue uncharged, due again after
+    ``retry_after`` seconds if given, else at once). A failure not ``charged`` (a rate
+    limit) gives its attempt back: it never dead-letters the event.
     """
 
     kind: str
@@ -49,6 +51,7 @@ class Outcome:
     retry_after: float | None = None
     context: dict = field(default_factory=dict)
     mapping_version_id: int | None = None  # the ps.hub.mapping version that read the event
+    charged: bool = True
 
     @property
     def holds_its_object(self) -> bool:
@@ -100,13 +103,14 @@ def ignored(why: str, reason: str = "not_applicable", context: dict | None = Non
 
 
 def failed(error_class: str, reason: str, message: str, retry_after: float | None = None,
-           context: dict | None = None) -> Outcome:
+           context: dict | None = None, charged: bool = True) -> Outcome:
     return Outcome(FAILED, error_class=error_class, reason=reason, message=message,
-                   retry_after=retry_after, context=clean_context(context))
+                   retry_after=retry_after, context=clean_context(context), charged=charged)
 
 
-def release() -> Outcome:
-    return Outcome(RELEASE)
+def release(retry_after: float | None = None) -> Outcome:
+    """Back to the queue uncharged: due at once, or in ``retry_after`` seconds."""
+    return Outcome(RELEASE, retry_after=retry_after or None)
 
 
 def of_exception(exc: BaseException, attempts: int) -> Outcome:
@@ -116,6 +120,10 @@ def of_exception(exc: BaseException, attempts: int) -> Outcome:
         return ignored(exc.reason, context=context)
     if isinstance(exc, OutOfTime):
         return release()
+    if isinstance(exc, ConnectorPaused):
+        return release(exc.retry_after)
+    if isinstance(exc, RateLimited):
+        return failed(exc.error_class, exc.reason, str(exc), exc.retry_after, context, charged=False)
     if isinstance(exc, HubError):
         return failed(exc.error_class, exc.reason, str(exc), getattr(exc, "retry_after", None), context)
     if isinstance(exc, psycopg2.errors.UniqueViolation):
@@ -167,10 +175,12 @@ def settle(outcome: Outcome, attempts: int, policy: RetryPolicy, now: datetime) 
     """The event's new column values for ``outcome`` at its ``attempts``-th run.
 
     A transient failure waits a backoff (at least what the vendor asked) and is dead-lettered
-    once the attempts are spent; any other failure waits for a person.
+    once the attempts are spent; any other failure waits for a person. A failure not charged
+    (a rate limit) gives back its attempt (``refund``) and waits what the vendor asked, else
+    the backoff of the attempts the event has used.
     """
     values = {"state": outcome.kind, "error_class": None, "reason": None, "last_error": None,
-              "ignore_reason": None, "next_attempt_at": None,
+              "ignore_reason": None, "next_attempt_at": None, "refund": 0,
               "res_model": outcome.res_model, "res_id": outcome.res_id,
               "mapping_version_id": outcome.mapping_version_id}
     if outcome.kind == IGNORED:
@@ -179,6 +189,11 @@ def settle(outcome: Outcome, attempts: int, policy: RetryPolicy, now: datetime) 
         values.update(error_class=outcome.error_class, reason=outcome.reason, last_error=outcome.message)
         if outcome.error_class != "transient":
             values["state"] = "exception"
+        elif not outcome.charged:
+            delay = outcome.retry_after
+            if delay is None:
+                delay = backoff_delay(max(attempts - 1, 1), policy.backoff_base, policy.backoff_cap)
+            values.update(state="retry", refund=1, next_attempt_at=now + timedelta(seconds=delay))
         elif attempts >= policy.max_attempts:
             values["state"] = "dead"
         else:

@@ -15,3 +15,5 @@ from . import test_ingest_path
 from . import test_ownership
 from . import test_mapping
 from . import test_mapping_versions
+from . import test_ratelimit
+from . import test_breaker

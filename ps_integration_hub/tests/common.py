@@ -44,8 +44,36 @@ def patched_handler(env, handler=None, key=("hubspot", "deal.propertyChange"), b
         yield event_type
 
 
+def forget_vendor_health(connectors=None):
+    """Forget what this process learned of the connectors' vendors (all of them by default):
+    pauses and failure counts kept in memory between the writes of the connector."""
+    from ..models import ps_hub_connector  # noqa: PLC0415
+    with ps_hub_connector._HEALTH_LOCK:
+        for key in list(ps_hub_connector._HEALTH):
+            if connectors is None or key[1] in connectors.ids:
+                del ps_hub_connector._HEALTH[key]
+
+
 class HubCaseMixin:
-    """Connectors of every system and users of each integration group."""
+    """Connectors of every system and users of each integration group.
+
+    Each test starts with no vendor health noted in the process's memory (pauses, failure
+    counts): a rate limit one test met must not pause the next test's calls.
+    """
+
+    def setUp(self):
+        super().setUp()
+        forget_vendor_health()
+        self.addCleanup(forget_vendor_health)
+
+    def end_vendor_pause(self, connector):
+        """Play the end of a pause a vendor asked for (its window passed): calls may go again."""
+        connector.sudo().paused_until = False
+        from ..models import ps_hub_connector  # noqa: PLC0415
+        with ps_hub_connector._HEALTH_LOCK:
+            health = ps_hub_connector._HEALTH.get((self.env.cr.dbname, connector.id))
+            if health:
+                health.pause_until = 0.0
 
     @classmethod
     def setup_hub(cls):

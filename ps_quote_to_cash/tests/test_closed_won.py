@@ -113,10 +113,12 @@ class TestHubSpotClosedWon(Q2CMixin, TransactionCase):
         self.assertEqual((won.state, won.error_class, won.reason), ("retry", "transient", "rate_limited"))
         wait = (won.next_attempt_at - fields.Datetime.now()).total_seconds()
         self.assertGreaterEqual(wait, 9, "HubSpot's 10-second window is honoured, not only the backoff")
+        self.assertEqual(won.attempts, 0, "a rate limit is not the event's fault: no attempt charged")
         won.sudo().next_attempt_at = "2000-01-01 00:00:00"
+        self.end_vendor_pause(self.hubspot)  # the connector waited HubSpot's window too
         self.process()
         self.assertEqual(won.state, "done")
-        self.assertEqual(won.attempts, 2)
+        self.assertEqual(won.attempts, 1)
 
     def test_deals_of_one_batch_each_get_their_order(self):
         """Several closed-won deals in one batch: two legal entities, a shared new customer, a bad SKU."""
