@@ -252,6 +252,11 @@ class FakeVendor:
     def _on_request(self) -> None:
         """Count a request (called under the lock)."""
 
+    def _limit(self, req: RecordedRequest) -> Answer | None:
+        """Return an error answer when the vendor's rate limit refuses the request (called
+        under the lock, when the answer is made)."""
+        return None
+
     def _failure_defaults(self, status: int) -> tuple[Any, dict[str, str]]:
         """Default body and headers of a forced failure."""
         return {"status": "error", "message": HTTPStatus(status).phrase}, {}
@@ -285,7 +290,7 @@ class FakeVendor:
         with self._lock:
             answer = self._failures.popleft() if self._failures else None
             if answer is None:
-                answer = self._authenticate(req) or self._route(req)
+                answer = self._limit(req) or self._authenticate(req) or self._route(req)
             self._decorate(answer)
         return answer
 

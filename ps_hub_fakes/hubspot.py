@@ -51,6 +51,7 @@ class FakeHubSpot(FakeVendor):
     RATE_MAX = 190
     RATE_SECONDLY = 19
     RATE_DAILY = 1_000_000
+    BATCH_MAX = 100  # inputs per call of a batch endpoint
 
     routes = _routes(
         ("GET", rf"/crm/v3/objects/{_HS_OBJECTS}/([^/]+)", "_get_object"),
@@ -84,6 +85,10 @@ class FakeHubSpot(FakeVendor):
         }
         self._recent: deque[float] = deque()
         self._daily_used = 0
+        # the rolling window that limit_rate() enforces: None (off) or (requests, milliseconds)
+        self.rate_limit: tuple[int, int] | None = None
+        self._answered: deque[float] = deque()  # when the window's requests were answered
+        self.refused = 0  # requests refused by the window
 
     def add_company(
         self, company_id: str, name: str | None = None, **properties: Any
@@ -270,13 +275,49 @@ class FakeHubSpot(FakeVendor):
                     message=f"You have reached your {policy.lower()} limit.")
         self.fail_next(n, status=429, body=body, retry_after=retry_after)
 
+    def limit_rate(self, max_requests: int | None = 100, interval_ms: int = 10_000) -> None:
+        """Enforce a rolling window of ``max_requests`` per ``interval_ms`` (None: no limit).
+
+        As HubSpot's TEN_SECONDLY_ROLLING limit: a request beyond the window's count answers
+        429 with HubSpot's body (``policyName`` TEN_SECONDLY_ROLLING) and the rate-limit
+        headers, ``X-HubSpot-RateLimit-Remaining`` at 0; no Retry-After. Every answered request
+        shows what the window has left. The window counts the requests it answered, not the
+        refused ones (HubSpot does not document whether a refusal counts).
+        """
+        with self._lock:
+            self.rate_limit = (max_requests, interval_ms) if max_requests else None
+            self._answered.clear()
+            self.refused = 0
+
+    def _window_used(self, now: float) -> int:
+        _max, interval_ms = self.rate_limit
+        while self._answered and self._answered[0] <= now - interval_ms / 1000:
+            self._answered.popleft()
+        return len(self._answered)
+
+    def _limit(self, req: RecordedRequest) -> Answer | None:
+        if self.rate_limit is None:
+            return None
+        now = time.monotonic()
+        if self._window_used(now) >= self.rate_limit[0]:
+            self.refused += 1
+            body = dict(load_json("hubspot/rate_limited_429.json"), policyName="TEN_SECONDLY_ROLLING")
+            return Answer(429, body)
+        self._answered.append(now)
+        return None
+
     def _decorate(self, answer: Answer) -> None:
         if answer.status != 429 and not 200 <= answer.status < 300:
             return
         now = time.monotonic()
         last_second = sum(1 for stamp in self._recent if stamp >= now - 1)
+        rate_max, interval_ms = self.RATE_MAX, self.RATE_INTERVAL_MS
+        remaining = max(0, self.RATE_MAX - len(self._recent))
+        if self.rate_limit is not None:
+            rate_max, interval_ms = self.rate_limit
+            remaining = max(0, rate_max - self._window_used(now))
         counts = {
-            "Remaining": max(0, self.RATE_MAX - len(self._recent)),
+            "Remaining": remaining,
             "Secondly-Remaining": max(0, self.RATE_SECONDLY - last_second),
             "Daily-Remaining": max(0, self.RATE_DAILY - self._daily_used),
         }
@@ -286,8 +327,8 @@ class FakeHubSpot(FakeVendor):
             counts[_HS_POLICY_HEADER.get(policy, "Remaining")] = 0
         prefix = "X-HubSpot-RateLimit-"
         for name, value in {
-            "Interval-Milliseconds": self.RATE_INTERVAL_MS,
-            "Max": self.RATE_MAX,
+            "Interval-Milliseconds": interval_ms,
+            "Max": rate_max,
             "Remaining": counts["Remaining"],
             "Secondly": self.RATE_SECONDLY,
             "Secondly-Remaining": counts["Secondly-Remaining"],
@@ -411,6 +452,18 @@ class FakeHubSpot(FakeVendor):
             return self._error(
                 400,
                 'Invalid input JSON: expected {"inputs": [{"id": ..., "properties": {...}}]}',
+                "VALIDATION_ERROR",
+            )
+        if len(inputs) > self.BATCH_MAX:
+            return self._error(
+                400, f"Batch input size must be between 1 and {self.BATCH_MAX}, got {len(inputs)}.",
+                "VALIDATION_ERROR",
+            )
+        ids = [str(item["id"]) for item in inputs]
+        duplicates = sorted({object_id for object_id in ids if ids.count(object_id) > 1})
+        if duplicates:
+            return self._error(
+                400, f"Duplicate IDs found in batch input: {duplicates}. IDs must be unique",
                 "VALIDATION_ERROR",
             )
         store = getattr(self, object_type)

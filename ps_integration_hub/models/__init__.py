@@ -8,3 +8,7 @@ from . import ps_hub_event
 from . import ps_hub_engine
 from . import ps_hub_binding
 from . import ps_hub_audit_log
+from . import ps_hub_handler_hubspot_push
+from . import ps_hub_handler_salesforce_push
+from . import ps_hub_push_field
+from . import ir_actions_server

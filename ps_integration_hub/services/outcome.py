@@ -24,6 +24,8 @@ from .backoff import backoff_delay
 from .errors import HubError, IgnoreEvent, OutOfTime
 
 DONE, IGNORED, FAILED, RELEASE = "done", "ignored", "failed", "release"
+# seconds the other calls of a connector wait after a rate-limit refusal that named no wait
+RATE_LIMIT_WAIT = 10.0
 CONTEXT_KEYS = ("customer", "reference", "amount", "currency")
 TRANSIENT_DB_ERRORS = (
     psycopg2.errors.SerializationFailure,
@@ -99,8 +101,9 @@ def failed(error_class: str, reason: str, message: str, retry_after: float | Non
                    retry_after=retry_after, context=clean_context(context))
 
 
-def release() -> Outcome:
-    return Outcome(RELEASE)
+def release(after: float | None = None) -> Outcome:
+    """Back to the queue uncharged: at once, or ``after`` seconds (a vendor's rate limit)."""
+    return Outcome(RELEASE, retry_after=after or None)
 
 
 def of_exception(exc: BaseException, attempts: int) -> Outcome:

@@ -12,3 +12,5 @@ from . import test_retention
 from . import test_outbound
 from . import test_engine
 from . import test_ingest_path
+from . import test_push
+from . import test_push_services
