@@ -5,3 +5,4 @@ from . import test_desk_link
 from . import test_services
 from . import test_pagination
 from . import test_event_types
+from . import test_invoice_push
