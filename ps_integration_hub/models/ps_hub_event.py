@@ -256,9 +256,11 @@ class PsHubEvent(models.Model):
 
         - the same version again (``versions``, by default the record's write date and the
           values' digest) adds nothing: that push is queued or was made;
-        - a push of the record to the object still queued and not claimed by a worker takes the
-          latest values instead of a second push queued behind it;
-        - otherwise a new event is queued, behind the object's earlier pushes (ordering key).
+        - a push of the record to the object still queued, first in its object's queue and not
+          claimed by a worker, takes the latest values instead of a second push queued behind it;
+        - otherwise a new event is queued, behind the object's earlier pushes (ordering key); the
+          worker that claims them sends the consecutive pushes of one object in one call of
+          their latest values (the handlers merge them), so they collapse at send time.
 
         The object is ``external_ids`` when given, else the record's binding (a partner's
         first one); a record bound to no such object is left out (nothing to push it to).
@@ -329,13 +331,17 @@ class PsHubEvent(models.Model):
 
     @api.model
     def _hub_collapsible(self, connector, entries) -> list[tuple[str, int, dict]]:
-        """[(entry key, queued event id, its payload)]: for each entry, the latest push of the same
-        record to the same object still waiting for a worker, locked for this transaction.
+        """[(entry key, queued event id, its payload)]: for each entry, the push of the same record
+        to the same object waiting first in its object's queue for a worker, locked for this
+        transaction.
 
-        An event a worker claimed, or one being claimed (locked), is not touched: the change
-        gets a push of its own behind it. Under REPEATABLE READ, a row a worker claimed and
-        committed after this transaction's snapshot began cannot be locked either: then every
-        entry gets its own push, which is correct, only not collapsed.
+        The row stays locked until the caller's transaction ends, so only a push no worker
+        statement waits on is taken: not one a worker claimed or is claiming (locked: skipped),
+        nor a held one, which a worker updates without skipping locks when it releases it or
+        claims it behind its object's head. Those get a push of their own behind them, merged at
+        send time. Under REPEATABLE READ, a row a worker claimed and committed after this
+        transaction's snapshot began cannot be locked either: then every entry gets its own
+        push, which is correct, only not collapsed in the table.
         """
         by_object = {(e["ordering_key"], e["res_model"], e["res_id"]): e["key"] for e in entries}
         if not by_object:
@@ -343,13 +349,14 @@ class PsHubEvent(models.Model):
         cr = self.env.cr
         try:
             with cr.savepoint(flush=False):
+                # (FOR UPDATE cannot go with DISTINCT ON: the latest of each is picked below)
                 cr.execute(SQL(
                     """
-                    SELECT DISTINCT ON (ordering_key, res_model, res_id) ordering_key, res_model, res_id, id, payload
+                    SELECT ordering_key, res_model, res_id, id, payload
                       FROM ps_hub_event
                      WHERE connector_id = %s AND direction = 'out' AND ordering_key IN %s
-                       AND state IN ('pending', 'retry') AND claim_token IS NULL
-                     ORDER BY ordering_key, res_model, res_id, id DESC
+                       AND state IN ('pending', 'retry') AND claim_token IS NULL AND held IS NOT TRUE
+                     ORDER BY id
                        FOR UPDATE SKIP LOCKED
                     """,
                     connector.id, tuple({key for key, _m, _i in by_object}),
@@ -357,8 +364,11 @@ class PsHubEvent(models.Model):
                 rows = cr.fetchall()
         except (psycopg2.errors.SerializationFailure, psycopg2.errors.LockNotAvailable):
             return []
-        return [(by_object[(okey, model, res_id)], event_id, payload)
-                for okey, model, res_id, event_id, payload in rows if (okey, model, res_id) in by_object]
+        latest = {}
+        for okey, model, res_id, event_id, payload in rows:  # in id order: the last one stays
+            if (okey, model, res_id) in by_object:
+                latest[okey, model, res_id] = (by_object[(okey, model, res_id)], event_id, payload)
+        return list(latest.values())
 
     @api.model
     def _hub_insert_pushes(self, connector, external_model: str, entries: list[dict]) -> list[int]:
