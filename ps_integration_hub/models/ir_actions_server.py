@@ -85,8 +85,8 @@ class IrActionsServer(models.Model):
     def _ps_hub_enqueue(self, records):
         """Queue one push per record and bound external object; return the outbound events."""
         self.ensure_one()
-        targets = {record: (reduce(lambda recs, name: recs[name], self.ps_hub_binding_path.split("."), record)
-                            if self.ps_hub_binding_path else record) for record in records}
+        path = (self.ps_hub_binding_path or "").strip()
+        targets = {record: record.mapped(path) if path else record for record in records}
         all_targets = reduce(lambda a, b: a | b, targets.values())
         external_of = dict(zip(all_targets.ids, self.env["ps.hub.event"]._hub_bound_external_ids(
             self.ps_hub_connector_id, all_targets, self.ps_hub_external_model), strict=True))
