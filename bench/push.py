@@ -38,6 +38,7 @@ import time
 
 import _common
 from _common import log
+from processing import wait_other_benches
 
 from ps_hub_fakes import FakeHubSpot
 
@@ -185,8 +186,11 @@ def main() -> int:
     args = parser.parse_args()
     _common.configure_log(clock=True)
     _common.write_config(CONF, args.db)
+    notes = []
     if not args.reuse_db:
+        notes.append("before the install: " + wait_other_benches())
         _common.create_db(CONF, args.db, "ps_integration_hub")
+    notes.append("before measuring: " + wait_other_benches())
     fake = RecordingHubSpot(token=TOKEN).start()
     try:
         for i in range(args.pushes + args.single):
@@ -213,6 +217,7 @@ def main() -> int:
     print(f"Push benchmark: fake HubSpot limited to {args.limit} requests per {interval:g} s "
           f"({args.limit / interval:g} req/s); claims of {args.claim}; one worker process")
     print(f"load average before: {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}; after: {uptime}")
+    print("; ".join(notes))
     print()
     print("| phase | pushes | queued in (s) | calls before commit | requests accepted | batch / single calls "
           "| 429 refused | busiest 10 s window | done | exception / dead | retried after a 429 (events) "
