@@ -483,7 +483,8 @@ class PsHubEngine(models.AbstractModel):
                 echoes[row.id] = oc.ignored(
                     f"Echo of our push {push.event_id} ({push.external_model} {push.external_id}: "
                     f"{', '.join(sorted(set(change.values) & set(push.properties)))}, "
-                    f"pushed at {push.started_at or 'the same time'} UTC): not processed again.",
+                    f"{f'pushed at {push.started_at} UTC' if push.started_at else 'being pushed'}): "
+                    "not processed again.",
                     reason="echo")
         return echoes
 
@@ -604,11 +605,12 @@ class PsHubEngine(models.AbstractModel):
             if outcome.kind == oc.RELEASE:
                 released[outcome.retry_after or 0].append(row.id)
                 if outcome.retry_after:
-                    soonest = min(soonest or math.inf, outcome.retry_after)
+                    soonest = min(math.inf if soonest is None else soonest, outcome.retry_after)
                 continue
             values = oc.settle(outcome, row.attempts, policies[row.connector_id], now)
             if values["state"] == "retry":
-                soonest = min(soonest or math.inf, (values["next_attempt_at"] - now).total_seconds())
+                soonest = min(math.inf if soonest is None else soonest,
+                              (values["next_attempt_at"] - now).total_seconds())
             started_at, duration = timings.get(row.id, (now, 0.0))
             event_type = types.get(row.id)
             values_rows.append(SQL(
@@ -669,8 +671,8 @@ class PsHubEngine(models.AbstractModel):
             UPDATE ps_hub_event
                SET state = CASE WHEN error_class IS NULL THEN 'pending' ELSE 'retry' END,
                    attempts = GREATEST(attempts - 1, 0), claim_token = NULL, claimed_at = NULL,
-                   next_attempt_at = CASE WHEN %s > 0 THEN statement_timestamp() AT TIME ZONE 'UTC'
-                                          + make_interval(secs => %s) ELSE next_attempt_at END,
+                   next_attempt_at = CASE WHEN %s::float > 0 THEN statement_timestamp() AT TIME ZONE 'UTC'
+                                          + make_interval(secs => %s::float) ELSE next_attempt_at END,
                    held = ordering_key IS NOT NULL, write_date = now() AT TIME ZONE 'UTC'
              WHERE id IN %s AND state = 'processing'
             """,
