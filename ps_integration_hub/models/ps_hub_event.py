@@ -306,7 +306,7 @@ class PsHubEvent(models.Model):
                     cr.execute(SQL(
                         "UPDATE ps_hub_event SET idempotency_key = %s, payload = %s::jsonb, "
                         "write_date = now() AT TIME ZONE 'UTC', write_uid = %s WHERE id = %s",
-                        key, json.dumps(payload), self.env.uid or None, event_id,
+                        key, json.dumps(payload, default=str), self.env.uid or None, event_id,
                     ), log_exceptions=False)
             except psycopg2.errors.UniqueViolation:
                 continue  # another transaction queued this very version meanwhile
@@ -390,7 +390,7 @@ class PsHubEvent(models.Model):
             "FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS t(r, n) ORDER BY n "
             "ON CONFLICT (connector_id, direction, idempotency_key) DO NOTHING RETURNING id",
             connector.id, connector.system, connector.company_id.id, code, type_id, uuid.uuid4().hex,
-            connector.id, uid, uid, json.dumps(rows),
+            connector.id, uid, uid, json.dumps(rows, default=str),
         ))
         new_ids = [row[0] for row in self.env.cr.fetchall()]
         keys = [entry["ordering_key"] for entry in entries]

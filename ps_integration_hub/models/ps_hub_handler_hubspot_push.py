@@ -23,7 +23,8 @@ class PsHubHandlerHubspotPush(models.AbstractModel):
         for event in events:
             payload = event.payload if isinstance(event.payload, dict) else {}
             object_type = pushes.HUBSPOT_OBJECTS.get(payload.get("external_model"))
-            if not object_type or not payload.get("external_id") or not isinstance(payload.get("properties"), dict):
+            if not object_type or not pushes.path_safe(str(payload.get("external_id") or "")) \
+                    or not isinstance(payload.get("properties"), dict):
                 results[event.id] = PermanentError(
                     f"This push names no HubSpot object it can update (object type "
                     f"{payload.get('external_model')!r}, id {payload.get('external_id')!r}): it is not sent.",

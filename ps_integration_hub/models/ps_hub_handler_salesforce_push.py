@@ -22,8 +22,8 @@ class PsHubHandlerSalesforcePush(models.AbstractModel):
         for event in events:
             payload = event.payload if isinstance(event.payload, dict) else {}
             sobject, object_id = payload.get("external_model"), payload.get("external_id")
-            if not sobject or not object_id or not isinstance(payload.get("properties"), dict) \
-                    or not str(sobject).replace("_", "").isalnum():
+            if not pushes.path_safe(str(sobject or "")) or not pushes.path_safe(str(object_id or "")) \
+                    or not isinstance(payload.get("properties"), dict):
                 results[event.id] = PermanentError(
                     f"This push names no Salesforce record it can update (sObject {sobject!r}, id "
                     f"{object_id!r}): it is not sent.", reason="bad_payload")

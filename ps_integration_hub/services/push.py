@@ -8,6 +8,7 @@ these functions decide.
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -22,6 +23,15 @@ SALESFORCE_API_VERSION = "v62.0"
 ECHO_SYSTEMS = ("hubspot", "salesforce")
 # a webhook older than our push by more than this is not its echo (clocks differ a little)
 ECHO_CLOCK_SKEW = timedelta(seconds=5)
+
+
+_PATH_SAFE = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+
+
+def path_safe(value) -> bool:
+    """Whether ``value`` can go into a vendor's URL path as it is (an object id or type): no
+    slash, query or encoding that would call another endpoint than the object's."""
+    return isinstance(value, str) and bool(_PATH_SAFE.fullmatch(value)) and value not in (".", "..")
 
 
 def digest(values: dict) -> str:

@@ -30,6 +30,12 @@ class TestPushServices(BaseCase):
         self.assertEqual(push.push_key("deal", "7", "account.move,3", "v1"), "push:deal:7:account.move,3:v1")
         self.assertEqual(push.merge_properties({"a": 1, "b": 1}, {"b": 2}), {"a": 1, "b": 2})
 
+    def test_only_plain_ids_go_into_a_vendor_path(self):
+        self.assertTrue(push.path_safe("19077001"))
+        self.assertTrue(push.path_safe("0065e00000GhIjKAAV"))
+        for bad in ("", "..", "1/../../owners", "1?archived=true", "1%2F2", "a b", None, 7):
+            self.assertFalse(push.path_safe(bad), bad)
+
     def test_hubspot_batch_failures(self):
         body = {"status": "COMPLETE", "results": [{"id": "1"}], "numErrors": 1, "errors": [
             {"status": "error", "category": "OBJECT_NOT_FOUND", "message": "Could not get some DEAL objects",
