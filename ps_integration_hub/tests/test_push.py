@@ -166,6 +166,14 @@ class TestPush(HubCaseMixin, TransactionCase):
         self.assertIn("39999999", failed.last_error)
         self.assertEqual(len(self.fake_hubspot.requests), 1, "one batch call, no retry of the good ones")
 
+    def test_a_push_to_an_id_that_is_no_plain_id_is_not_sent(self):
+        client = self.env["res.partner"].create({"name": "Odd binding"})
+        self.Binding._hub_bind(self.hubspot, "deal", "1/../../owners", client)
+        event = self.push(client, {"invoice_status": "posted"})
+        self.process()
+        self.assertEqual((event.state, event.reason), ("exception", "bad_payload"))
+        self.assertFalse(self.fake_hubspot.requests)
+
     def test_a_rate_limited_batch_retries_after_the_window_and_spends_no_other_call(self):
         self.env.ref("ps_integration_hub.event_type_hubspot_deal_push").batch_size = 2
         partners = self.deals(4)
