@@ -148,7 +148,7 @@ def busiest_window(stamps: list[float], seconds: float) -> int:
 
 def report(name: str, v: dict, fake: RecordingHubSpot, limit: int, interval: float) -> dict:
     t0, t1, t2 = v[f"{name}_t0"], v[f"{name}_t1"], v[f"{name}_t2"]
-    calls = [c for c in fake.answered if t0 <= c[0] <= t2 + 1]
+    calls = [c for c in fake.answered if t0 <= c[0] <= t2]
     before = [c for c in calls if c[0] < t1]
     accepted = [c for c in calls if c[2] != 429]
     refused = [c for c in calls if c[2] == 429]

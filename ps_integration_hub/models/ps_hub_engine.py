@@ -16,7 +16,7 @@ import math
 import time
 import uuid
 from collections import defaultdict
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 import psycopg2.errors
@@ -595,7 +595,9 @@ class PsHubEngine(models.AbstractModel):
         then the next events of their objects are released or held."""
         Event = self.env["ps.hub.event"]
         Event.flush_model()
-        now = fields.Datetime.now()
+        # with its microseconds (fields.Datetime.now() drops them): a retry waits at least what the
+        # vendor asked, not up to a second less (a rolling rate-limit window is still full then)
+        now = datetime.now(UTC).replace(tzinfo=None)
         policies = {c.id: oc.RetryPolicy(c.retry_max_attempts, c.retry_backoff_base, c.retry_backoff_cap)
                     for c in self.env["ps.hub.connector"].sudo().browse({row.connector_id for row in rows})}
         values_rows, audit, released = [], [], defaultdict(list)

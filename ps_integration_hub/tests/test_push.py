@@ -45,6 +45,9 @@ class TestPush(HubCaseMixin, TransactionCase):
         self.fake_hubspot.reset()
         self.fake_salesforce.reset()
         self.startPatcher(patch.dict("odoo.addons.ps_integration_hub.models.ps_hub_connector._TOKENS", clear=True))
+        # each test starts with HubSpot's rate-limit window unseen by this process
+        self.startPatcher(patch.dict("odoo.addons.ps_integration_hub.models.ps_hub_handler_hubspot_push._WINDOWS",
+                                     clear=True))
 
     def push(self, records, values, connector=None, external_model="deal", **kwargs):
         values_list = values if isinstance(values, list) else [values] * len(records)
@@ -191,6 +194,24 @@ class TestPush(HubCaseMixin, TransactionCase):
         self.assertEqual(set(waiting.mapped("state")), {"pending"})
         self.assertEqual(waiting.mapped("attempts"), [0, 0], "not charged: they were not tried")
         self.assertTrue(all((e.next_attempt_at - before).total_seconds() >= 10 for e in waiting))
+
+    def test_a_spent_window_holds_the_next_calls_until_it_takes_one(self):
+        self.env.ref("ps_integration_hub.event_type_hubspot_deal_push").batch_size = 1
+        partners = self.deals(3)
+        events = self.push(partners, {"invoice_status": "posted"})
+        self.fake_hubspot.limit_rate(2, 10_000)
+        start = time.monotonic()
+        self.process()
+        self.assertEqual(len(self.fake_hubspot.requests), 2, "no call once none remained")
+        self.assertEqual(self.fake_hubspot.refused, 0, "the window was read, not hit")
+        self.assertEqual(events.mapped("state"), ["done", "done", "pending"])
+        self.assertEqual(events[2].attempts, 0)
+        self.env.cr.execute("SELECT EXTRACT(EPOCH FROM next_attempt_at - (clock_timestamp() AT TIME ZONE 'UTC')) "
+                            "FROM ps_hub_event WHERE id = %s", [events[2].id])
+        wait = self.env.cr.fetchone()[0]
+        # the window frees when its first call turns 10 s old, not 10 s after the last one
+        self.assertLessEqual(wait, 10 - (time.monotonic() - start) + 1)
+        self.assertGreater(wait, 5)
 
     def test_a_refused_value_is_found_by_splitting_the_batch(self):
         partners = self.deals(4)
