@@ -34,9 +34,11 @@ import argparse
 import os
 import subprocess
 import sys
+import threading
 import time
 
 import _common
+import requests
 from _common import log
 from processing import wait_other_benches
 
@@ -48,7 +50,7 @@ FIRST_DEAL = 40_000_001
 
 SCRIPT = r"""
 import time
-PUSHES, SINGLE, CLAIM = %(pushes)d, %(single)d, %(claim)d
+PHASES, COUNT, CLAIM = %(phases)r, %(count)d, %(claim)d
 BASE_URL, TOKEN, FIRST_DEAL = %(base_url)r, %(token)r, %(first)d
 Engine, Event = env['ps.hub.engine'], env['ps.hub.event']
 for xmlid in ('ir_cron_process_events_1', 'ir_cron_process_events_2'):
@@ -64,7 +66,7 @@ if connector:
     connector.write(values)
 else:
     connector = Connector.create(dict(values, name='bench push', system='hubspot'))
-count = PUSHES + SINGLE
+count = COUNT
 partners = env['res.partner'].search([('name', '=like', 'bench push client %%')], order='id')
 if len(partners) < count:
     partners |= env['res.partner'].create([{'name': 'bench push client %%d' %% i}
@@ -111,9 +113,8 @@ def phase(name, records, batch_size):
                        ('runs', runs), ('retried_429', retried_429), ('retried_events', retried_events)):
         print('BENCH %%s_%%s=%%s' %% (name, key, value))
 
-phase('batch', partners[:PUSHES], 100)
-if SINGLE:
-    phase('single', partners[PUSHES:], 1)
+for name, offset, size, batch_size in PHASES:
+    phase(name, partners[offset:offset + size], batch_size)
 deal_type.batch_size = 100
 env.cr.commit()
 print('BENCH ok=1')
@@ -136,6 +137,32 @@ class RecordingHubSpot(FakeHubSpot):
         return answer
 
 
+class OtherClient:
+    """Another integration of the same HubSpot account: GETs a deal ``rate`` times a second,
+    spending part of the window the pushes share (HubSpot's limits are per account and app)."""
+
+    def __init__(self, fake: FakeHubSpot, rate: float) -> None:
+        self.fake, self.rate, self.done = fake, rate, threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> "OtherClient":
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join(timeout=5)
+
+    def _run(self) -> None:
+        session = requests.Session()
+        url = f"{self.fake.base_url}/crm/v3/objects/deals/19077001"
+        while not self.done.wait(1 / self.rate):
+            try:
+                session.get(url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5)
+            except requests.RequestException:
+                pass
+
+
 def busiest_window(stamps: list[float], seconds: float) -> int:
     """The most requests in any ``seconds``-long window."""
     best, start = 0, 0
@@ -148,7 +175,9 @@ def busiest_window(stamps: list[float], seconds: float) -> int:
 
 def report(name: str, v: dict, fake: RecordingHubSpot, limit: int, interval: float) -> dict:
     t0, t1, t2 = v[f"{name}_t0"], v[f"{name}_t1"], v[f"{name}_t2"]
-    calls = [c for c in fake.answered if t0 <= c[0] <= t2]
+    window_calls = [c for c in fake.answered if t0 <= c[0] <= t2]
+    others = [c for c in window_calls if c[1].endswith("/deals/19077001")]
+    calls = [c for c in window_calls if not c[1].endswith("/deals/19077001")]
     before = [c for c in calls if c[0] < t1]
     accepted = [c for c in calls if c[2] != 429]
     refused = [c for c in calls if c[2] == 429]
@@ -161,6 +190,8 @@ def report(name: str, v: dict, fake: RecordingHubSpot, limit: int, interval: flo
     requests_per_s = len(accepted) / drain if drain else 0.0
     # while requests were needed: from the first call to the last, the limit is what bounds them
     busy_rate = (len(accepted) - 1) / span if span else 0.0
+    others_accepted = [c for c in others if c[2] != 429 and stamps and stamps[0] <= c[0] <= stamps[-1]]
+    shared_rate = (len(accepted) - 1 + len(others_accepted)) / span if span else 0.0
     return {
         "events": events, "enqueue_s": t1 - t0, "calls_before_commit": len(before), "accepted": len(accepted),
         "refused": len(refused), "batch_calls": len(batch), "single_calls": len(accepted) - len(batch),
@@ -170,7 +201,8 @@ def report(name: str, v: dict, fake: RecordingHubSpot, limit: int, interval: flo
         "retried_events": int(v[f"{name}_retried_events"]), "runs": int(v[f"{name}_runs"]),
         "drain_s": drain, "pushes_per_s": events / drain if drain else 0.0, "requests_per_s": requests_per_s,
         "busy_rate": busy_rate, "busy_pct": 100 * busy_rate / rate_limit, "span_s": span,
-        "push_capacity": rate_limit * 100,
+        "push_capacity": rate_limit * 100, "others_accepted": len([c for c in others if c[2] != 429]),
+        "others_refused": len([c for c in others if c[2] == 429]), "shared_pct": 100 * shared_rate / rate_limit,
     }
 
 
@@ -183,6 +215,11 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=100, help="requests the fake accepts per window")
     parser.add_argument("--interval-ms", type=int, default=10_000, help="the fake's rolling window")
     parser.add_argument("--claim", type=int, default=100, help="events per claim (ps_integration_hub.batch_size)")
+    parser.add_argument("--shared", type=int, default=500,
+                        help="pushes of the shared phase, single calls while another client spends part of "
+                             "the window (0: none)")
+    parser.add_argument("--other-rate", type=float, default=3.0,
+                        help="requests/s of the other client of the shared phase")
     args = parser.parse_args()
     _common.configure_log(clock=True)
     _common.write_config(CONF, args.db)
@@ -199,14 +236,28 @@ def main() -> int:
         load_before = os.getloadavg()
         log(f"{args.pushes} batch pushes then {args.single} single pushes to a fake HubSpot allowing "
             f"{args.limit} requests per {args.interval_ms / 1000:g} s; one worker process")
-        script = SCRIPT % {"pushes": args.pushes, "single": args.single, "claim": args.claim,
-                           "base_url": fake.base_url, "token": TOKEN, "first": FIRST_DEAL}
-        t0 = time.monotonic()
-        proc, values = _common.odoo_shell(CONF, args.db, script, timeout=3600)
-        (_common.RUN_DIR / "bench-push.log").write_text(proc.stdout + proc.stderr)
-        if proc.returncode or "ok" not in values:
-            print(proc.stdout[-3000:], proc.stderr[-5000:], file=sys.stderr)
-            raise SystemExit("error: the odoo shell script failed (log: .run/bench-push.log)")
+        count = args.pushes + args.single + args.shared
+        runs = [[("batch", 0, args.pushes, 100)]]
+        if args.single:
+            runs[0].append(("single", args.pushes, args.single, 1))
+        if args.shared:
+            runs.append([("shared", args.pushes + args.single, args.shared, 1)])
+        t0, values, other = time.monotonic(), {}, None
+        for phases in runs:
+            if phases[0][0] == "shared":
+                other = OtherClient(fake, args.other_rate).start()
+            script = SCRIPT % {"phases": phases, "count": count, "claim": args.claim,
+                               "base_url": fake.base_url, "token": TOKEN, "first": FIRST_DEAL}
+            try:
+                proc, found = _common.odoo_shell(CONF, args.db, script, timeout=3600)
+            finally:
+                if other:
+                    other.stop()
+            (_common.RUN_DIR / "bench-push.log").write_text(proc.stdout + proc.stderr)
+            if proc.returncode or "ok" not in found:
+                print(proc.stdout[-3000:], proc.stderr[-5000:], file=sys.stderr)
+                raise SystemExit("error: the odoo shell script failed (log: .run/bench-push.log)")
+            values.update(found)
         log(f"done in {time.monotonic() - t0:.0f} s")
     finally:
         fake.stop()
@@ -224,7 +275,7 @@ def main() -> int:
           "| max attempts | drain (s) | pushes/s | req/s (drain) | req/s first to last call | of the limit |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     results = {}
-    for name in ("batch", "single"):
+    for name in ("batch", "single", "shared"):
         if f"{name}_t0" not in v:
             continue
         r = results[name] = report(name, v, fake, args.limit, interval)
@@ -254,6 +305,17 @@ def main() -> int:
         goals += [
             ("single: every push done after its 429s, none in exception or dead", single["done"] == single["events"]),
             ("single: accepted requests/s >= 90% of the limit while requests are needed", single["busy_pct"] >= 90),
+        ]
+    shared = results.get("shared")
+    if shared:
+        print(f"Shared phase: another client made {shared['others_accepted']} accepted and "
+              f"{shared['others_refused']} refused calls meanwhile ({args.other_rate:g}/s); the pushes made "
+              f"{shared['accepted']} calls, {shared['refused']} refused with 429; both together used "
+              f"{shared['shared_pct']:.0f}% of the limit from the pushes' first call to their last.")
+        goals += [
+            ("shared: every push done after its 429s, none in exception or dead", shared["done"] == shared["events"]),
+            ("shared: the window used (pushes and the other client) >= 90% of the limit",
+             shared["shared_pct"] >= 90),
         ]
     for r in results.values():
         goals.append(("no vendor call before the pushes' transaction committed", r["calls_before_commit"] == 0))
