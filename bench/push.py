@@ -179,7 +179,8 @@ def report(name: str, v: dict, fake: RecordingHubSpot, limit: int, interval: flo
     others = [c for c in window_calls if c[1].endswith("/deals/19077001")]
     calls = [c for c in window_calls if not c[1].endswith("/deals/19077001")]
     before = [c for c in calls if c[0] < t1]
-    accepted = [c for c in calls if c[2] != 429]
+    accepted = [c for c in calls if c[2] != 429]  # answered: 2xx, or another refusal than the rate limit's
+    errors = [c for c in accepted if c[2] >= 300]
     refused = [c for c in calls if c[2] == 429]
     batch = [c for c in accepted if c[1].endswith("/batch/update")]
     stamps = [c[0] for c in accepted]
@@ -195,7 +196,8 @@ def report(name: str, v: dict, fake: RecordingHubSpot, limit: int, interval: flo
     return {
         "events": events, "enqueue_s": t1 - t0, "calls_before_commit": len(before), "accepted": len(accepted),
         "refused": len(refused), "batch_calls": len(batch), "single_calls": len(accepted) - len(batch),
-        "inputs": sum(c[3] for c in batch), "busiest": busiest_window(stamps, interval) if stamps else 0,
+        "inputs": sum(c[3] for c in batch), "errors": len(errors),
+        "busiest": busiest_window(stamps, interval) if stamps else 0,
         "done": int(v[f"{name}_done"]), "exception": int(v[f"{name}_exception"]), "dead": int(v[f"{name}_dead"]),
         "max_attempts": int(v[f"{name}_max_attempts"]), "retried_429": int(v[f"{name}_retried_429"]),
         "retried_events": int(v[f"{name}_retried_events"]), "runs": int(v[f"{name}_runs"]),
@@ -230,7 +232,7 @@ def main() -> int:
     notes.append("before measuring: " + wait_other_benches())
     fake = RecordingHubSpot(token=TOKEN).start()
     try:
-        for i in range(args.pushes + args.single):
+        for i in range(args.pushes + args.single + args.shared):
             fake.add_deal(str(FIRST_DEAL + i), None, None, [])
         fake.limit_rate(args.limit, args.interval_ms)
         load_before = os.getloadavg()
@@ -295,6 +297,7 @@ def main() -> int:
             ("batch: the batch endpoint carries the pushes (<= 1 call per 100 pushes)",
              batch["batch_calls"] <= -(-batch["events"] // 100) and batch["single_calls"] == 0),
             ("batch: every push done, none in exception or dead", batch["done"] == batch["events"]),
+            ("batch: no call answered with an error", batch["errors"] == 0),
         ]
     single = results.get("single")
     if single:
