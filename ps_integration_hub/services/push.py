@@ -128,8 +128,9 @@ def hubspot_window_wait(calls: list[float], headers, now: float, refused: bool =
     (``refused``: a 429). The window is spent when an answer shows
     X-HubSpot-RateLimit-Remaining at 0, or refuses the call; it takes a call again once its
     oldest call turns X-HubSpot-RateLimit-Interval-Milliseconds old. Which call that is, only
-    the calls of this process tell: when they are fewer than the window's maximum (other
-    processes spent it), the whole interval is waited, as the headers alone say.
+    the calls of this process tell: when its calls of the last interval are fewer than the
+    window's maximum (other processes or apps spent the rest, at times it cannot know), the
+    whole interval is waited, as the headers alone say.
     """
     remaining = headers.get("X-HubSpot-RateLimit-Remaining")
     if not refused and remaining != "0":
@@ -141,8 +142,9 @@ def hubspot_window_wait(calls: list[float], headers, now: float, refused: bool =
         return None
     if not window or not interval:
         return None
-    if len(calls) >= window:
-        return max(calls[-window] + interval - now, 0.05)
+    recent = [stamp for stamp in calls if stamp > now - interval]
+    if len(recent) >= window:
+        return max(recent[-window] + interval - now, 0.05)
     return interval
 
 

@@ -44,6 +44,8 @@ class TestPushServices(BaseCase):
         self.assertAlmostEqual(push.hubspot_window_wait(calls, spent, 9.9), 0.1)
         # fewer calls of ours than the window holds: others spent it, wait the whole interval
         self.assertEqual(push.hubspot_window_wait(calls[:10], spent, 9.9), 10)
+        # ours of an earlier interval do not count: they are out of the window
+        self.assertEqual(push.hubspot_window_wait([c - 10 for c in calls] + calls[:50], spent, 9.9), 10)
         refused = dict(spent, **{"X-HubSpot-RateLimit-Remaining": "12"})
         self.assertAlmostEqual(push.hubspot_window_wait(calls, refused, 9.95, refused=True), 0.05)
         self.assertIsNone(push.hubspot_window_wait(calls, {}, 9.9))
