@@ -74,6 +74,7 @@ class FakeHubSpot(FakeVendor):
     RATE_SECONDLY = 10
     RATE_DAILY = 1_000_000
     PORTAL_ID = 62515
+    BATCH_MAX = 100  # inputs per call of a batch endpoint
 
     routes = _routes(
         ("GET", rf"/crm/v3/objects/{_HS_OBJECTS}/([^/]+)", "_get_object"),
@@ -118,6 +119,7 @@ class FakeHubSpot(FakeVendor):
         # per access token: the times of the requests let through in the window, and today's count
         self._recent: dict[str, deque[float]] = {}
         self._daily_used: dict[str, int] = {}
+        self.refused = 0  # requests the rolling window or the daily limit refused
 
     def add_company(
         self, company_id: str, name: str | None = None, **properties: Any
@@ -295,6 +297,14 @@ class FakeHubSpot(FakeVendor):
         """
         self.fail_next(n, status=429, body=self._rate_limited_body(policy), retry_after=retry_after)
 
+    def limit_rate(self, max_requests: int | None = 100, interval_ms: int = 10_000) -> None:
+        """Enforce (or with None lift) a rolling window of ``max_requests`` per ``interval_ms``
+        from now on: ``rate_limit`` set on a running fake, its windows and refusals reset."""
+        with self._lock:
+            self.rate_limit = (max_requests, interval_ms / 1000) if max_requests else None
+            self._recent.clear()
+            self.refused = 0
+
     @staticmethod
     def _rate_limited_body(policy: str) -> dict[str, Any]:
         return dict(load_json("hubspot/rate_limited_429.json"), policyName=policy,
@@ -316,8 +326,10 @@ class FakeHubSpot(FakeVendor):
         token = self._token_of(req)
         recent = self._window_of(token)
         if self.daily_limit is not None and self._daily_used.get(token, 0) >= self.daily_limit:
+            self.refused += 1
             return Answer(429, self._rate_limited_body("DAILY"))
         if self.rate_limit is not None and len(recent) >= self.rate_limit[0]:
+            self.refused += 1
             return Answer(429, self._rate_limited_body("TEN_SECONDLY_ROLLING"))
         recent.append(time.monotonic())
         self._daily_used[token] = self._daily_used.get(token, 0) + 1
@@ -474,6 +486,18 @@ class FakeHubSpot(FakeVendor):
             return self._error(
                 400,
                 'Invalid input JSON: expected {"inputs": [{"id": ..., "properties": {...}}]}',
+                "VALIDATION_ERROR",
+            )
+        if len(inputs) > self.BATCH_MAX:
+            return self._error(
+                400, f"Batch input size must be between 1 and {self.BATCH_MAX}, got {len(inputs)}.",
+                "VALIDATION_ERROR",
+            )
+        ids = [str(item["id"]) for item in inputs]
+        duplicates = sorted({object_id for object_id in ids if ids.count(object_id) > 1})
+        if duplicates:
+            return self._error(
+                400, f"Duplicate IDs found in batch input: {duplicates}. IDs must be unique",
                 "VALIDATION_ERROR",
             )
         store = getattr(self, object_type)

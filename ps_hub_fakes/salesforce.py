@@ -27,7 +27,7 @@ _SF_DATA_VERSION = r"/services/data/(v\d+\.\d+)"
 _SF_LINE_ITEMS_SOQL = re.compile(
     r"\bFROM\s+OpportunityLineItem\s+WHERE\s+OpportunityId\s*=\s*'([^']+)'", re.IGNORECASE
 )
-_SF_OPPORTUNITY_URL = re.compile(_SF_DATA + r"/sobjects/Opportunity/([^/?]+)")
+_SF_OPPORTUNITY_URL = re.compile(_SF_DATA + r"/sobjects/(Opportunity|Account)/([^/?]+)")
 _SF_NOT_FOUND = [{"errorCode": "NOT_FOUND", "message": "The requested resource does not exist"}]
 _SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 _XSD = "http://www.w3.org/2001/XMLSchema"
@@ -89,7 +89,7 @@ class FakeSalesforce(FakeVendor):
         ("GET", _SF_DATA + r"/sobjects/Account/([^/]+)", "_get_account"),
         ("GET", _SF_DATA_VERSION + r"/query/?", "_query"),
         ("GET", _SF_DATA_VERSION + r"/query/(01g[A-Za-z0-9]{15})-(\d+)", "_query_more"),
-        ("PATCH", _SF_DATA + r"/sobjects/Opportunity/([^/]+)", "_patch_opportunity"),
+        ("PATCH", _SF_DATA + r"/sobjects/(Opportunity|Account)/([^/]+)", "_patch_record"),
         ("POST", _SF_DATA + r"/composite/?", "_composite"),
         ("GET", _SF_DATA + r"/sobjects/Opportunity/([^/]+)", "_get_opportunity"),
         ("GET", _SF_DATA + r"/limits/?", "_limits"),
@@ -434,26 +434,25 @@ class FakeSalesforce(FakeVendor):
             self._cursors[locator] = records
         return self._query_page(version, locator, records, 0, size)
 
-    def _store_opportunity(self, opp_id: str, fields: dict[str, Any]) -> None:
-        opportunity = self.opportunities.setdefault(
-            opp_id,
-            {
-                "attributes": {
-                    "type": "Opportunity",
-                    "url": f"/services/data/v62.0/sobjects/Opportunity/{opp_id}",
-                },
-                "Id": opp_id,
-            },
-        )
-        opportunity.update(fields)
+    def _update_record(self, sobject: str, record_id: str, fields: Any) -> tuple[int, Any]:
+        """PATCH sobjects/{sobject}/{id} as Salesforce answers it: 204 without a body once
+        updated; 404 NOT_FOUND for an id it does not have (a PATCH updates, it never creates);
+        400 for a body that is not an object or that sets the Id."""
+        if not isinstance(fields, dict):
+            return 400, [{"errorCode": "JSON_PARSER_ERROR", "message": "expected a JSON object"}]
+        store = self.opportunities if sobject == "Opportunity" else self.accounts
+        record = store.get(record_id)
+        if record is None:
+            return 404, _SF_NOT_FOUND
+        if "Id" in fields:
+            return 400, [{"errorCode": "INVALID_FIELD_FOR_INSERT_UPDATE",
+                          "message": "Unable to create/update fields: Id.", "fields": ["Id"]}]
+        record.update(fields)
+        return 204, None
 
-    def _patch_opportunity(self, req: RecordedRequest, opp_id: str) -> Answer:
-        if not isinstance(req.body, dict):
-            return Answer(
-                400, [{"errorCode": "JSON_PARSER_ERROR", "message": "expected a JSON object"}]
-            )
-        self._store_opportunity(opp_id, req.body)
-        return Answer(204)
+    def _patch_record(self, req: RecordedRequest, sobject: str, record_id: str) -> Answer:
+        status, body = self._update_record(sobject, record_id, req.body)
+        return Answer(status, body)
 
     def _composite(self, req: RecordedRequest) -> Answer:
         subrequests = req.body.get("compositeRequest") if isinstance(req.body, dict) else None
@@ -465,16 +464,15 @@ class FakeSalesforce(FakeVendor):
         responses = []
         for sub in subrequests:
             match = _SF_OPPORTUNITY_URL.fullmatch(str(sub.get("url", "")))
-            if sub.get("method") == "PATCH" and match and isinstance(sub.get("body"), dict):
-                self._store_opportunity(match.group(1), sub["body"])
-                status, body = 204, None
+            if sub.get("method") == "PATCH" and match:
+                status, body = self._update_record(match.group(1), match.group(2), sub.get("body"))
             else:
                 status = 400
                 body = [
                     {
                         "errorCode": "NOT_SUPPORTED",
                         "message": "FakeSalesforce composite supports only PATCH "
-                        "sobjects/Opportunity/{id} with a body",
+                        "sobjects/Opportunity/{id} and sobjects/Account/{id}",
                     }
                 ]
             responses.append(

@@ -7,7 +7,7 @@
     "license": "LGPL-3",
     "author": "ps-hub",
     "website": "https://example.com/ps-hub",
-    "depends": ["ps_integration_hub", "sale_project"],
+    "depends": ["ps_integration_hub", "sale_project", "base_automation"],
     "data": [
         "security/ir.model.access.csv",
         "data/ps_hub_event_type_data.xml",

@@ -12,3 +12,7 @@ from . import ps_hub_audit_log
 from . import ps_hub_ownership_rule
 from . import ps_hub_value_map
 from . import ps_hub_mapping
+from . import ps_hub_handler_hubspot_push
+from . import ps_hub_handler_salesforce_push
+from . import ps_hub_push_field
+from . import ir_actions_server

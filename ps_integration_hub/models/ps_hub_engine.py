@@ -16,6 +16,7 @@ import math
 import time
 import uuid
 from collections import defaultdict
+from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 import psycopg2.errors
@@ -25,6 +26,7 @@ from odoo.tools import SQL, config
 
 from ..services import budget
 from ..services import outcome as oc
+from ..services import push as pushes
 from ..services.backoff import backoff_delay
 from ..services.errors import ConnectorPaused, RateLimited
 from .base import INTEGRATION, INTEGRATION_KEY
@@ -35,10 +37,11 @@ _logger = logging.getLogger(__name__)
 # seconds one event took in this process's recent runs, per database: sizes the claims
 _SECONDS_PER_EVENT: dict[str, float] = {}
 ACTIVE = SQL("('pending', 'retry', 'processing')")
-# an earlier event of the same object that is still queued or running
+# an earlier event of the same object that is still queued or running (inbound and outbound
+# events of one object are two queues: a push never waits behind a webhook, nor one behind a push)
 EARLIER_ACTIVE = SQL(
     "SELECT 1 FROM ps_hub_event p WHERE p.connector_id = e.connector_id "
-    "AND p.ordering_key = e.ordering_key AND p.direction = 'in' AND p.id < e.id "
+    "AND p.ordering_key = e.ordering_key AND p.direction = e.direction AND p.id < e.id "
     "AND p.state IN ('pending', 'retry', 'processing')"
 )
 
@@ -60,11 +63,14 @@ class Claimed(NamedTuple):
     system: str
     event_type: str
     attempts: int
+    direction: str = "in"
+    external_id: str | None = None
 
     @property
-    def obj(self) -> tuple[int, str] | None:
-        """The external object whose events run in order, if the event has one."""
-        return (self.connector_id, self.ordering_key) if self.ordering_key else None
+    def obj(self) -> tuple[int, str, str] | None:
+        """The external object whose events run in order, if the event has one: (connector id,
+        direction, ordering key), as the ordering of inbound and outbound events is apart."""
+        return (self.connector_id, self.direction, self.ordering_key) if self.ordering_key else None
 
 
 class _Rerun(Exception):
@@ -164,9 +170,9 @@ class PsHubEngine(models.AbstractModel):
         cr.execute(SQL(
             """
             WITH heads AS (
-                SELECT e.id, e.connector_id, e.ordering_key, e.next_attempt_at
+                SELECT e.id, e.connector_id, e.direction, e.ordering_key, e.next_attempt_at
                   FROM ps_hub_event e
-                 WHERE e.state IN ('pending', 'retry') AND e.direction = 'in' AND e.held IS NOT TRUE
+                 WHERE e.state IN ('pending', 'retry') AND e.held IS NOT TRUE
                    AND e.next_attempt_at <= statement_timestamp() AT TIME ZONE 'UTC'
                    AND e.connector_id <> ALL(ARRAY(%(blocked)s))
                    AND (e.ordering_key IS NULL OR NOT EXISTS (%(earlier)s))
@@ -182,7 +188,7 @@ class PsHubEngine(models.AbstractModel):
                        SELECT f.id, f.next_attempt_at <= statement_timestamp() AT TIME ZONE 'UTC' AS ready
                          FROM ps_hub_event f
                         WHERE f.connector_id = h.connector_id AND f.ordering_key = h.ordering_key
-                          AND f.id > h.id AND f.direction = 'in' AND f.state IN ('pending', 'retry')
+                          AND f.id > h.id AND f.direction = h.direction AND f.state IN ('pending', 'retry')
                         ORDER BY f.id
                         LIMIT %(behind)s) f
                  WHERE h.ordering_key IS NOT NULL
@@ -228,14 +234,14 @@ class PsHubEngine(models.AbstractModel):
 
     @api.model
     def _hub_hold_next(self, keys) -> None:
-        """Recompute ``held`` for the first queued event of each (connector id, ordering key).
+        """Recompute ``held`` for the first queued event of each (connector id, direction, ordering key).
 
         After events of an object leave the queue (or come back to it), the first one still
         queued is the object's new head: released if nothing earlier is active, held if
         something is. A concurrent change of that row is left to the next run's
         _hub_release_lost_holds.
         """
-        keys = sorted({key for key in keys if key[1] is not None})
+        keys = sorted({key for key in keys if key[2] is not None})
         if not keys:
             return
         try:
@@ -244,15 +250,15 @@ class PsHubEngine(models.AbstractModel):
                     """
                     UPDATE ps_hub_event e SET held = EXISTS (%(earlier)s)
                      WHERE e.id IN (
-                           SELECT n.id FROM (VALUES %(keys)s) AS k(connector_id, ordering_key)
+                           SELECT n.id FROM (VALUES %(keys)s) AS k(connector_id, direction, ordering_key)
                             CROSS JOIN LATERAL (
                                   SELECT q.id FROM ps_hub_event q
                                    WHERE q.connector_id = k.connector_id AND q.ordering_key = k.ordering_key
-                                     AND q.direction = 'in' AND q.state IN ('pending', 'retry')
+                                     AND q.direction = k.direction AND q.state IN ('pending', 'retry')
                                    ORDER BY q.id LIMIT 1) n)
                        AND e.held IS DISTINCT FROM EXISTS (%(earlier)s)
                     """,
-                    earlier=EARLIER_ACTIVE, keys=SQL(", ").join(SQL("(%s, %s)", *key) for key in keys),
+                    earlier=EARLIER_ACTIVE, keys=SQL(", ").join(SQL("(%s, %s, %s)", *key) for key in keys),
                 ), log_exceptions=False)
         except (psycopg2.errors.SerializationFailure, psycopg2.errors.LockNotAvailable):
             _logger.info("ps_hub: the next events of %d object(s) changed meanwhile; the next run releases them",
@@ -272,9 +278,10 @@ class PsHubEngine(models.AbstractModel):
                     """
                     UPDATE ps_hub_event e SET held = FALSE
                      WHERE e.id IN (
-                           SELECT DISTINCT ON (q.connector_id, q.ordering_key) q.id FROM ps_hub_event q
-                            WHERE q.held AND q.direction = 'in' AND q.state IN ('pending', 'retry')
-                            ORDER BY q.connector_id, q.ordering_key, q.id)
+                           SELECT DISTINCT ON (q.connector_id, q.direction, q.ordering_key) q.id
+                             FROM ps_hub_event q
+                            WHERE q.held AND q.state IN ('pending', 'retry')
+                            ORDER BY q.connector_id, q.direction, q.ordering_key, q.id)
                        AND NOT EXISTS (%s)
                     RETURNING e.id
                     """,
@@ -308,7 +315,7 @@ class PsHubEngine(models.AbstractModel):
                 self.env.cr.execute(SQL(
                     """
                     SELECT e.id, e.attempts, c.retry_max_attempts, c.retry_backoff_base, c.retry_backoff_cap,
-                           e.connector_id, e.ordering_key
+                           e.connector_id, e.direction, e.ordering_key
                       FROM ps_hub_event e JOIN ps_hub_connector c ON c.id = e.connector_id
                      WHERE e.state = 'processing'
                        AND e.claimed_at < statement_timestamp() AT TIME ZONE 'UTC' - make_interval(secs => %s)
@@ -325,7 +332,7 @@ class PsHubEngine(models.AbstractModel):
         rows = [
             SQL("(%s, %s, %s::float)", event_id, "dead" if attempts >= max_attempts else "retry",
                 backoff_delay(attempts, base, cap))
-            for event_id, attempts, max_attempts, base, cap, _c, _k in stale
+            for event_id, attempts, max_attempts, base, cap, _c, _d, _k in stale
         ]
         # a lost batch may hold several events of one object: all wait again behind the first
         self.env.cr.execute(SQL(
@@ -341,7 +348,7 @@ class PsHubEngine(models.AbstractModel):
             """,
             SQL(", ").join(rows),
         ))
-        self._hub_hold_next((connector_id, key) for *_r, connector_id, key in stale)
+        self._hub_hold_next((connector_id, direction, key) for *_r, connector_id, direction, key in stale)
         ids = [row[0] for row in stale]
         _logger.warning("ps_hub: reclaimed %d event(s) of a lost worker: %s", len(ids), ids)
         Event.invalidate_model()
@@ -357,7 +364,8 @@ class PsHubEngine(models.AbstractModel):
     def _hub_process_claimed(self, token: str):
         """Lock and process the events claimed under ``token`` (no commit); return those it ran."""
         self.env.cr.execute(SQL(
-            "SELECT id, connector_id, ordering_key, system, event_type, attempts FROM ps_hub_event "
+            "SELECT id, connector_id, ordering_key, system, event_type, attempts, direction, external_id "
+            "FROM ps_hub_event "
             "WHERE claim_token = %s AND state = 'processing' ORDER BY id FOR UPDATE", token,
         ))
         rows = [Claimed(*row) for row in self.env.cr.fetchall()]
@@ -406,10 +414,12 @@ class PsHubEngine(models.AbstractModel):
         self = self.with_context(tracking_disable=True, mail_notrack=True,  # noqa: PLW0642
                                  **{INTEGRATION_KEY: INTEGRATION})
         dispatch = self._hub_dispatch(rows)
-        outcomes, timings = {}, {}
+        outcomes, timings = self._hub_echoes(rows), {}
         runnable = []
         for row in rows:
             event_type, runs = dispatch[row.id]
+            if row.id in outcomes:
+                continue  # an echo of our own push
             if not event_type:
                 outcomes[row.id] = oc.ignored(
                     f"No event type is declared for {row.system} events {row.event_type}: "
@@ -423,13 +433,82 @@ class PsHubEngine(models.AbstractModel):
             else:
                 runnable.append(row)
         holding = set()  # objects an event of which stays queued: their later events wait
-        for event_type, chunk in self._hub_plan(runnable, {row.id: dispatch[row.id][0] for row in runnable}):
+        throttled = {}  # connector id -> seconds its vendor asked to wait (a rate limit answer)
+        for event_type, planned in self._hub_plan(runnable, {row.id: dispatch[row.id][0] for row in runnable}):
             if self._hub_out_of_time():
-                outcomes.update((row.id, oc.release()) for row in chunk)
+                outcomes.update((row.id, oc.release()) for row in planned)
+                continue
+            # the vendor refused a call of this connector for its rate limit: its other events of
+            # this run wait as long, uncharged, instead of each spending a call on another refusal
+            outcomes.update((row.id, oc.release(throttled[row.connector_id]))
+                            for row in planned if row.connector_id in throttled)
+            chunk = [row for row in planned if row.connector_id not in throttled]
+            if not chunk:
                 continue
             self._hub_run_chunk(event_type, chunk, outcomes, timings, holding)
+            for row in chunk:
+                outcome = outcomes[row.id]
+                if outcome.kind == oc.FAILED and outcome.reason == "rate_limited":
+                    throttled[row.connector_id] = max(throttled.get(row.connector_id, 0),
+                                                      outcome.retry_after or oc.RATE_LIMIT_WAIT)
         self._hub_write_outcomes(rows, outcomes, timings, {row.id: dispatch[row.id][0] for row in rows})
         return [row.id for row in rows if outcomes[row.id].kind != oc.RELEASE]
+
+    @api.model
+    def _hub_echoes(self, rows) -> dict:
+        """{event id: ignored outcome} of the inbound ``rows`` that are echoes of our own pushes.
+
+        A push changes the vendor's object, and the vendor tells us with a webhook: that change
+        is ours, and processing it again would at best do nothing and at worst push again, for
+        ever. It is recognised here, where events are run, rather than at ingest: the inbound
+        route stays a store-and-answer path (no query beyond the insert), and the push whose
+        echo a webhook is may still be committing when the webhook arrives, which a worker,
+        later, sees done. One query per batch (the recent pushes to the batch's objects), then
+        the payloads of the events that have one.
+        """
+        candidates = [row for row in rows if row.direction == "in" and row.external_id
+                      and row.system in pushes.ECHO_SYSTEMS]
+        if not candidates:
+            return {}
+        window = self.env["ps.hub.event"]._hub_param("echo_window_seconds", 600)
+        cr = self.env.cr
+        cr.execute(SQL(
+            """
+            SELECT id, connector_id, payload, CASE WHEN state = 'done' THEN started_at ELSE claimed_at END
+              FROM ps_hub_event
+             WHERE direction = 'out' AND connector_id IN %s AND external_id IN %s
+               AND (state = 'processing'
+                    OR state = 'done' AND done_at >= statement_timestamp() AT TIME ZONE 'UTC'
+                                                      - make_interval(secs => %s))
+            """,
+            tuple({row.connector_id for row in candidates}), tuple({row.external_id for row in candidates}), window,
+        ))
+        pushed = defaultdict(list)
+        for event_id, connector_id, stored, started_at in cr.fetchall():
+            payload = stored if isinstance(stored, dict) else {}
+            if isinstance(payload.get("properties"), dict):
+                pushed[connector_id].append(pushes.Pushed(
+                    event_id, str(payload.get("external_model")), str(payload.get("external_id")),
+                    payload["properties"], started_at))
+        candidates = [row for row in candidates if row.connector_id in pushed]
+        if not candidates:
+            return {}
+        cr.execute(SQL("SELECT id, payload, occurred_at FROM ps_hub_event WHERE id IN %s",
+                       tuple(row.id for row in candidates)))
+        inbound = {event_id: (payload, occurred_at) for event_id, payload, occurred_at in cr.fetchall()}
+        echoes = {}
+        for row in candidates:
+            payload, occurred_at = inbound[row.id]
+            change = pushes.change_of(row.system, row.event_type, payload, occurred_at)
+            push = change and pushes.echo_of(change, pushed[row.connector_id])
+            if push:
+                echoes[row.id] = oc.ignored(
+                    f"Echo of our push {push.event_id} ({push.external_model} {push.external_id}: "
+                    f"{', '.join(sorted(set(change.values) & set(push.properties)))}, "
+                    f"{f'pushed at {push.started_at} UTC' if push.started_at else 'being pushed'}): "
+                    "not processed again.",
+                    reason="echo")
+        return echoes
 
     @api.model
     def _hub_plan(self, rows, types) -> list:
@@ -565,18 +644,25 @@ class PsHubEngine(models.AbstractModel):
         then the next events of their objects are released or held."""
         Event = self.env["ps.hub.event"]
         Event.flush_model()
-        now = fields.Datetime.now()
+        # with its microseconds (fields.Datetime.now() drops them): a retry waits at least what the
+        # vendor asked, not up to a second less (a rolling rate-limit window is still full then)
+        now = datetime.now(UTC).replace(tzinfo=None)
         policies = {c.id: oc.RetryPolicy(c.retry_max_attempts, c.retry_backoff_base, c.retry_backoff_cap)
                     for c in self.env["ps.hub.connector"].sudo().browse({row.connector_id for row in rows})}
         values_rows, audit, released, delays = [], [], [], {}
+        soonest = None  # the earliest retry of this batch due within a worker's minute
         for row in rows:
             outcome = outcomes[row.id]
             if outcome.kind == oc.RELEASE:
                 released.append(row.id)
                 if outcome.retry_after:
                     delays[row.id] = outcome.retry_after
+                    soonest = min(math.inf if soonest is None else soonest, outcome.retry_after)
                 continue
             values = oc.settle(outcome, row.attempts, policies[row.connector_id], now)
+            if values["state"] == "retry":
+                soonest = min(math.inf if soonest is None else soonest,
+                              (values["next_attempt_at"] - now).total_seconds())
             started_at, duration = timings.get(row.id, (now, 0.0))
             event_type = types.get(row.id)
             values_rows.append(SQL(
@@ -624,6 +710,9 @@ class PsHubEngine(models.AbstractModel):
             ))
         if released:
             self._hub_release(released, delays)
+        if soonest is not None and soonest < 60:
+            # the cron's own interval is a minute: a retry due sooner (a rate limit's window) wakes it
+            Event._hub_trigger_workers(at=now + timedelta(seconds=max(soonest, 0)))
         Event.invalidate_model()
         self._hub_hold_next(row.obj for row in rows if row.obj is not None)
         self.env["ps.hub.audit.log"]._hub_log_many(

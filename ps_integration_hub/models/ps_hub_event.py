@@ -4,11 +4,14 @@ import time
 import uuid
 from datetime import timedelta
 
+import psycopg2.errors
+
 from odoo import api, fields, models
 from odoo.exceptions import AccessError, UserError
 from odoo.tools import SQL
 
 from ..services import parsers
+from ..services import push as pushes
 from .ps_hub_engine import EARLIER_ACTIVE
 
 _logger = logging.getLogger(__name__)
@@ -99,12 +102,13 @@ class PsHubEvent(models.Model):
     )
 
     _idempotency_unique = models.UniqueIndex("(connector_id, direction, idempotency_key)")
-    # direction is in the predicate so that the claim (ORDER BY next_attempt_at, id LIMIT n)
-    # reads this index in order whatever the statistics say: a backlog queued faster than
-    # autovacuum analyzes the table otherwise got a plan that filters and sorts all of it
-    # held events are out of it: the events queued behind a busy object cost a claim nothing
+    # the predicate is the claim's own WHERE (inbound and outbound events share the workers), so
+    # that the claim (ORDER BY next_attempt_at, id LIMIT n) reads this index in order whatever the
+    # statistics say: a backlog queued faster than autovacuum analyzes the table otherwise got a
+    # plan that filters and sorts all of it (it did while the claim filtered on a column the
+    # index did not). Held events are out of it: those queued behind a busy object cost nothing.
     _claim_idx = models.Index(
-        "(next_attempt_at, id) WHERE state IN ('pending', 'retry') AND direction = 'in' AND held IS NOT TRUE"
+        "(next_attempt_at, id) WHERE state IN ('pending', 'retry') AND held IS NOT TRUE"
     )
     _ordering_idx = models.Index(
         "(connector_id, ordering_key, id) WHERE state IN ('pending', 'retry', 'processing')"
@@ -248,6 +252,168 @@ class PsHubEvent(models.Model):
             _LAST_WAKEUP = time.monotonic()
             self.env.cr.postcommit.add(Cron._hub_notify_runners)
 
+    # ------------------------------------------------------------------ outbox
+
+    @api.model
+    def _hub_enqueue_push(self, connector, records, external_model: str, values_list: list[dict], *,
+                          external_ids: list[str] | None = None, versions: list[str] | None = None):
+        """Queue pushes of ``records`` (their vendor properties ``values_list``, one dict per
+        record) to the external objects of type ``external_model`` bound to them on
+        ``connector``; return the outbound events that now carry them.
+
+        A transactional outbox: the events are rows written in the caller's transaction, pushed
+        by the workers after it commits; nothing here calls the vendor. Per record and object:
+
+        - the same version again (``versions``, by default the record's write date and the
+          values' digest) adds nothing: that push is queued or was made;
+        - a push of the record to the object still queued, first in its object's queue and not
+          claimed by a worker, takes the latest values instead of a second push queued behind it;
+        - otherwise a new event is queued, behind the object's earlier pushes (ordering key); the
+          worker that claims them sends the consecutive pushes of one object in one call of
+          their latest values (the handlers merge them), so they collapse at send time.
+
+        The object is ``external_ids`` when given, else the record's binding (a partner's
+        first one); a record bound to no such object is left out (nothing to push it to).
+        """
+        connector_sudo = connector.sudo()
+        connector_sudo.ensure_one()
+        if external_ids is None:
+            external_ids = self._hub_bound_external_ids(connector_sudo, records, external_model)
+        entries = {}  # idempotency key -> entry; one per record, object and version
+        for index, record in enumerate(records):
+            external_id = external_ids[index]
+            if not external_id:
+                continue
+            values = values_list[index]
+            written = record.write_date if "write_date" in record._fields else None
+            version = versions[index] if versions else pushes.default_version(written, values)
+            reference = f"{record._name},{record.id}"
+            key = pushes.push_key(external_model, external_id, reference, version)
+            entries[key] = {
+                "key": key, "ordering_key": pushes.ordering_key(external_model, str(external_id)),
+                "external_id": str(external_id), "res_model": record._name, "res_id": record.id,
+                "payload": {"external_model": external_model, "external_id": str(external_id),
+                            "record": reference, "version": version, "properties": values},
+            }
+        if not entries:
+            return self.browse()
+        cr = self.env.cr
+        self.flush_model()
+        cr.execute(SQL(
+            "SELECT idempotency_key, id FROM ps_hub_event WHERE connector_id = %s AND direction = 'out' "
+            "AND idempotency_key IN %s", connector_sudo.id, tuple(entries),
+        ))
+        known = dict(cr.fetchall())
+        result_ids = list(known.values())
+        entries = {key: entry for key, entry in entries.items() if key not in known}
+        # a change of a record before its queued push ran: the latest one wins, in one push
+        for key, event_id, queued in self._hub_collapsible(connector_sudo, entries.values()):
+            entry = entries[key]
+            payload = dict(entry["payload"], properties=pushes.merge_properties(
+                (queued or {}).get("properties"), entry["payload"]["properties"]))
+            try:
+                with cr.savepoint(flush=False):
+                    cr.execute(SQL(
+                        "UPDATE ps_hub_event SET idempotency_key = %s, payload = %s::jsonb, "
+                        "write_date = now() AT TIME ZONE 'UTC', write_uid = %s WHERE id = %s",
+                        key, json.dumps(payload, default=str), self.env.uid or None, event_id,
+                    ), log_exceptions=False)
+            except psycopg2.errors.UniqueViolation:
+                continue  # another transaction queued this very version meanwhile
+            result_ids.append(event_id)
+            del entries[key]
+        if entries:
+            result_ids += self._hub_insert_pushes(connector_sudo, external_model, list(entries.values()))
+        self.invalidate_model(["idempotency_key", "payload"])
+        return self.browse(sorted(set(result_ids)))
+
+    @api.model
+    def _hub_bound_external_ids(self, connector, records, external_model: str) -> list[str | None]:
+        """The external id bound to each of ``records`` (None for an unbound one): one search."""
+        bindings_sudo = self.env["ps.hub.binding"].sudo().search([
+            ("connector_id", "=", connector.id), ("external_model", "=", external_model),
+            ("res_model", "=", records._name), ("res_id", "in", records.ids),
+        ], order="id")
+        bound = {}
+        for binding in bindings_sudo:
+            bound.setdefault(binding.res_id, binding.external_id)  # a partner's first binding
+        return [bound.get(record.id) for record in records]
+
+    @api.model
+    def _hub_collapsible(self, connector, entries) -> list[tuple[str, int, dict]]:
+        """[(entry key, queued event id, its payload)]: for each entry, the push of the same record
+        to the same object waiting first in its object's queue for a worker, locked for this
+        transaction.
+
+        The row stays locked until the caller's transaction ends, so only a push no worker
+        statement waits on is taken: not one a worker claimed or is claiming (locked: skipped),
+        nor a held one, which a worker updates without skipping locks when it releases it or
+        claims it behind its object's head. Those get a push of their own behind them, merged at
+        send time. Under REPEATABLE READ, a row a worker claimed and committed after this
+        transaction's snapshot began cannot be locked either: then every entry gets its own
+        push, which is correct, only not collapsed in the table.
+        """
+        by_object = {(e["ordering_key"], e["res_model"], e["res_id"]): e["key"] for e in entries}
+        if not by_object:
+            return []
+        cr = self.env.cr
+        try:
+            with cr.savepoint(flush=False):
+                # (FOR UPDATE cannot go with DISTINCT ON: the latest of each is picked below)
+                cr.execute(SQL(
+                    """
+                    SELECT ordering_key, res_model, res_id, id, payload
+                      FROM ps_hub_event
+                     WHERE connector_id = %s AND direction = 'out' AND ordering_key IN %s
+                       AND state IN ('pending', 'retry') AND claim_token IS NULL AND held IS NOT TRUE
+                     ORDER BY id
+                       FOR UPDATE SKIP LOCKED
+                    """,
+                    connector.id, tuple({key for key, _m, _i in by_object}),
+                ), log_exceptions=False)
+                rows = cr.fetchall()
+        except (psycopg2.errors.SerializationFailure, psycopg2.errors.LockNotAvailable):
+            return []
+        latest = {}
+        for okey, model, res_id, event_id, payload in rows:  # in id order: the last one stays
+            if (okey, model, res_id) in by_object:
+                latest[okey, model, res_id] = (by_object[(okey, model, res_id)], event_id, payload)
+        return list(latest.values())
+
+    @api.model
+    def _hub_insert_pushes(self, connector, external_model: str, entries: list[dict]) -> list[int]:
+        """Insert new outbound events for ``entries``; each waits behind its object's active ones."""
+        code = f"{external_model}.push"
+        type_id = self.env["ps.hub.event.type"]._hub_type_ids().get((connector.system, code))
+        uid = self.env.uid or None
+        rows = [(entry["key"], entry["ordering_key"], entry["external_id"], entry["res_model"],
+                 entry["res_id"], entry["payload"]) for entry in entries]
+        self.env.cr.execute(SQL(
+            "INSERT INTO ps_hub_event (connector_id, system, company_id, direction, event_type, event_type_id, "
+            "external_id, idempotency_key, ordering_key, correlation_id, payload, res_model, res_id, state, "
+            "attempts, next_attempt_at, received_at, held, create_uid, write_uid, create_date, write_date) "
+            "SELECT %s, %s, %s, 'out', %s, %s, r->>2, r->>0, r->>1, %s, r->5, r->>3, (r->>4)::int, 'pending', 0, "
+            "now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC', "
+            "EXISTS (SELECT 1 FROM ps_hub_event p WHERE p.connector_id = %s AND p.direction = 'out' "
+            "AND p.ordering_key = r->>1 AND p.state IN ('pending', 'retry', 'processing') OFFSET 0), "
+            "%s, %s, now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC' "
+            "FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS t(r, n) ORDER BY n "
+            "ON CONFLICT (connector_id, direction, idempotency_key) DO NOTHING RETURNING id",
+            connector.id, connector.system, connector.company_id.id, code, type_id, uuid.uuid4().hex,
+            connector.id, uid, uid, json.dumps(rows, default=str),
+        ))
+        new_ids = [row[0] for row in self.env.cr.fetchall()]
+        keys = [entry["ordering_key"] for entry in entries]
+        if len(keys) > len(set(keys)) and new_ids:
+            # one statement does not see its own rows: later pushes of one object wait behind its first
+            self.env.cr.execute(SQL(
+                "UPDATE ps_hub_event e SET held = EXISTS (%s) WHERE e.id IN %s",
+                EARLIER_ACTIVE, tuple(new_ids),
+            ))
+        if new_ids:
+            self._hub_trigger_workers()
+        return new_ids
+
     # ------------------------------------------------------------------ settings
 
     @api.model
@@ -382,12 +548,13 @@ class PsHubEvent(models.Model):
         """Recompute which queued events of these events' objects wait behind another, after a
         desk action put events back in the queue or took them out of it."""
         self.flush_recordset()
-        keys = {(event.connector_id.id, event.ordering_key) for event in self if event.ordering_key}
+        keys = {(event.connector_id.id, event.direction, event.ordering_key)
+                for event in self if event.ordering_key}
         if keys:
             self.env.cr.execute(SQL(
                 """
                 UPDATE ps_hub_event e SET held = EXISTS (%s)
-                 WHERE (e.connector_id, e.ordering_key) IN %s AND e.direction = 'in'
+                 WHERE (e.connector_id, e.direction, e.ordering_key) IN %s
                    AND e.state IN ('pending', 'retry')
                 """,
                 EARLIER_ACTIVE, tuple(keys),

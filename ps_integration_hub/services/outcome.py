@@ -24,6 +24,8 @@ from .backoff import backoff_delay
 from .errors import ConnectorPaused, HubError, IgnoreEvent, OutOfTime, RateLimited
 
 DONE, IGNORED, FAILED, RELEASE = "done", "ignored", "failed", "release"
+# seconds the other calls of a connector wait after a rate-limit refusal that named no wait
+RATE_LIMIT_WAIT = 10.0
 CONTEXT_KEYS = ("customer", "reference", "amount", "currency")
 TRANSIENT_DB_ERRORS = (
     psycopg2.errors.SerializationFailure,

@@ -17,3 +17,5 @@ from . import test_mapping
 from . import test_mapping_versions
 from . import test_ratelimit
 from . import test_breaker
+from . import test_push
+from . import test_push_services
