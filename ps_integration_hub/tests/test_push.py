@@ -188,7 +188,7 @@ class TestPush(HubCaseMixin, TransactionCase):
         refused, waiting = events[:2], events[2:]
         self.assertEqual(set(refused.mapped("state")), {"retry"})
         self.assertEqual(set(refused.mapped("reason")), {"rate_limited"})
-        self.assertEqual(refused.mapped("attempts"), [1, 1])
+        self.assertEqual(refused.mapped("attempts"), [0, 0], "a rate limit is the vendor's flow control: uncharged")
         # HubSpot gives no Retry-After: its window (X-HubSpot-RateLimit-Interval-Milliseconds, 10 s)
         self.assertTrue(all((e.next_attempt_at - before).total_seconds() >= 10 for e in refused))
         self.assertEqual(set(waiting.mapped("state")), {"pending"})
