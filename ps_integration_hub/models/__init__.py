@@ -14,5 +14,4 @@ from . import ps_hub_value_map
 from . import ps_hub_mapping
 from . import ps_hub_handler_hubspot_push
 from . import ps_hub_handler_salesforce_push
-from . import ps_hub_push_field
 from . import ir_actions_server

@@ -2,6 +2,7 @@ import logging
 from functools import reduce
 
 from odoo import api, fields, models
+from odoo.exceptions import UserError
 
 _logger = logging.getLogger(__name__)
 
@@ -20,10 +21,17 @@ class IrActionsServer(models.Model):
         "ps.hub.connector", "Connector", ondelete="restrict",
         help="The external system the values are pushed to.",
     )
+    ps_hub_mapping_id = fields.Many2one(
+        "ps.hub.mapping", "Outbound Mapping", ondelete="restrict",
+        domain="[('direction', '=', 'out'), ('state', '!=', 'archived'), ('model_id', '=', model_id)]",
+        help="Which vendor properties the record's values go to. The push uses the mapping's active "
+             "version at the time it is queued (Integration Hub > Configuration > Mappings), and the "
+             "event records that version.",
+    )
     ps_hub_external_model = fields.Char(
-        "External Object",
+        "External Object", related="ps_hub_mapping_id.external_object",
         help="The vendor's object type, as bindings name it: deal, company, contact (HubSpot), "
-             "Opportunity, Account (Salesforce).",
+             "Opportunity, Account (Salesforce). The mapping's.",
     )
     ps_hub_binding_path = fields.Char(
         "Bound Record",
@@ -31,13 +39,9 @@ class IrActionsServer(models.Model):
              "invoice_line_ids.sale_line_ids.order_id from an invoice to its sale orders, which are bound "
              "to the CRM deals they came from. Empty: the record itself is bound.",
     )
-    ps_hub_push_field_ids = fields.One2many(
-        "ps.hub.push.field", "action_id", "Pushed Values", copy=True,
-        help="The record's fields pushed, each to a vendor property.",
-    )
 
     def _name_depends(self):
-        return [*super()._name_depends(), "ps_hub_connector_id", "ps_hub_external_model"]
+        return [*super()._name_depends(), "ps_hub_connector_id", "ps_hub_mapping_id"]
 
     def _generate_action_name(self):
         self.ensure_one()
@@ -48,18 +52,18 @@ class IrActionsServer(models.Model):
 
     @api.model
     def _warning_depends(self):
-        return [*super()._warning_depends(), "ps_hub_connector_id", "ps_hub_external_model",
-                "ps_hub_binding_path", "ps_hub_push_field_ids"]
+        return [*super()._warning_depends(), "ps_hub_connector_id", "ps_hub_mapping_id",
+                "ps_hub_binding_path"]
 
     def _get_warning_messages(self):
         self.ensure_one()
         warnings = super()._get_warning_messages()
         if self.state != "ps_hub_push":
             return warnings
-        if not self.ps_hub_connector_id or not (self.ps_hub_external_model or "").strip():
-            warnings.append(self.env._("Choose the connector and the external object the record is pushed to."))
-        if not self.ps_hub_push_field_ids:
-            warnings.append(self.env._("Add the values to push."))
+        if not self.ps_hub_connector_id or not self.ps_hub_mapping_id:
+            warnings.append(self.env._("Choose the connector and the outbound mapping of the push."))
+        elif self._ps_hub_mapping_error():
+            warnings.append(self._ps_hub_mapping_error())
         if self.model_id and self.ps_hub_binding_path and self._ps_hub_path_error():
             warnings.append(self._ps_hub_path_error())
         return warnings
@@ -107,13 +111,36 @@ class IrActionsServer(models.Model):
             return self.env["ps.hub.event"]
         return self.env["ps.hub.event"]._hub_enqueue_push(
             self.ps_hub_connector_id, records.browse(sources), self.ps_hub_external_model, values,
-            external_ids=external_ids)
+            external_ids=external_ids, mapping=self._ps_hub_mapping())
+
+    def _ps_hub_mapping(self):
+        """The active version of the action's outbound mapping for its connector, or nothing."""
+        self.ensure_one()
+        mapping = self.ps_hub_mapping_id
+        if not mapping or not self.ps_hub_connector_id:
+            return self.env["ps.hub.mapping"]
+        return self.env["ps.hub.mapping"]._hub_active(self.ps_hub_connector_id, mapping.external_object, "out",
+                                                      model=mapping.model)
+
+    def _ps_hub_mapping_error(self) -> str | None:
+        """Why the action's mapping cannot give its connector's pushes, if it cannot."""
+        mapping, connector = self.ps_hub_mapping_id.sudo(), self.ps_hub_connector_id.sudo()
+        if mapping.system != connector.system or (mapping.connector_id and mapping.connector_id != connector):
+            return self.env._("The mapping %(mapping)s is not one of connector %(connector)s.",
+                              mapping=mapping.display_name, connector=connector.display_name)
+        active = self._ps_hub_mapping()
+        if not active:
+            return self.env._("The mapping %s has no active version: activate one.", mapping.display_name)
+        if self.model_id and active.model != self.model_id.model:
+            return self.env._("The active version of %(mapping)s maps %(mapped)s records, not %(model)s.",
+                              mapping=active.display_name, mapped=active.model, model=self.model_id.model)
+        return None
 
     def _ps_hub_push_values(self, record) -> dict:
-        """The vendor properties this action pushes for ``record``: the one place they come from.
-
-        Outbound field mappings replace the field lines here (and only here): the values of
-        ``record`` are then ``self.ps_hub_mapping_id._hub_outbound_values(record)``.
-        """
+        """The vendor properties this action pushes for ``record``: the active version of its
+        outbound mapping applied to the record."""
         self.ensure_one()
-        return self.ps_hub_push_field_ids._hub_values(record)
+        mapping = self._ps_hub_mapping()
+        if not mapping:
+            raise UserError(self._ps_hub_mapping_error() or self.env._("No outbound mapping is set."))
+        return mapping._hub_outbound_values(record)

@@ -256,7 +256,8 @@ class PsHubEvent(models.Model):
 
     @api.model
     def _hub_enqueue_push(self, connector, records, external_model: str, values_list: list[dict], *,
-                          external_ids: list[str] | None = None, versions: list[str] | None = None):
+                          external_ids: list[str] | None = None, versions: list[str] | None = None,
+                          mapping=None):
         """Queue pushes of ``records`` (their vendor properties ``values_list``, one dict per
         record) to the external objects of type ``external_model`` bound to them on
         ``connector``; return the outbound events that now carry them.
@@ -274,6 +275,7 @@ class PsHubEvent(models.Model):
 
         The object is ``external_ids`` when given, else the record's binding (a partner's
         first one); a record bound to no such object is left out (nothing to push it to).
+        ``mapping``: the outbound mapping version that gave the values, recorded on the events.
         """
         connector_sudo = connector.sudo()
         connector_sudo.ensure_one()
@@ -315,16 +317,19 @@ class PsHubEvent(models.Model):
                 with cr.savepoint(flush=False):
                     cr.execute(SQL(
                         "UPDATE ps_hub_event SET idempotency_key = %s, payload = %s::jsonb, "
+                        "mapping_version_id = COALESCE(%s, mapping_version_id), "
                         "write_date = now() AT TIME ZONE 'UTC', write_uid = %s WHERE id = %s",
-                        key, json.dumps(payload, default=str), self.env.uid or None, event_id,
+                        key, json.dumps(payload, default=str), mapping.id if mapping else None,
+                        self.env.uid or None, event_id,
                     ), log_exceptions=False)
             except psycopg2.errors.UniqueViolation:
                 continue  # another transaction queued this very version meanwhile
             result_ids.append(event_id)
             del entries[key]
         if entries:
-            result_ids += self._hub_insert_pushes(connector_sudo, external_model, list(entries.values()))
-        self.invalidate_model(["idempotency_key", "payload"])
+            result_ids += self._hub_insert_pushes(connector_sudo, external_model, list(entries.values()),
+                                                  mapping=mapping)
+        self.invalidate_model(["idempotency_key", "payload", "mapping_version_id"])
         return self.browse(sorted(set(result_ids)))
 
     @api.model
@@ -381,7 +386,7 @@ class PsHubEvent(models.Model):
         return list(latest.values())
 
     @api.model
-    def _hub_insert_pushes(self, connector, external_model: str, entries: list[dict]) -> list[int]:
+    def _hub_insert_pushes(self, connector, external_model: str, entries: list[dict], mapping=None) -> list[int]:
         """Insert new outbound events for ``entries``; each waits behind its object's active ones."""
         code = f"{external_model}.push"
         type_id = self.env["ps.hub.event.type"]._hub_type_ids().get((connector.system, code))
@@ -391,16 +396,17 @@ class PsHubEvent(models.Model):
         self.env.cr.execute(SQL(
             "INSERT INTO ps_hub_event (connector_id, system, company_id, direction, event_type, event_type_id, "
             "external_id, idempotency_key, ordering_key, correlation_id, payload, res_model, res_id, state, "
-            "attempts, next_attempt_at, received_at, held, create_uid, write_uid, create_date, write_date) "
+            "attempts, next_attempt_at, received_at, held, mapping_version_id, create_uid, write_uid, "
+            "create_date, write_date) "
             "SELECT %s, %s, %s, 'out', %s, %s, r->>2, r->>0, r->>1, %s, r->5, r->>3, (r->>4)::int, 'pending', 0, "
             "now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC', "
             "EXISTS (SELECT 1 FROM ps_hub_event p WHERE p.connector_id = %s AND p.direction = 'out' "
             "AND p.ordering_key = r->>1 AND p.state IN ('pending', 'retry', 'processing') OFFSET 0), "
-            "%s, %s, now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC' "
+            "%s, %s, %s, now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC' "
             "FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS t(r, n) ORDER BY n "
             "ON CONFLICT (connector_id, direction, idempotency_key) DO NOTHING RETURNING id",
             connector.id, connector.system, connector.company_id.id, code, type_id, uuid.uuid4().hex,
-            connector.id, uid, uid, json.dumps(rows, default=str),
+            connector.id, mapping.id if mapping else None, uid, uid, json.dumps(rows, default=str),
         ))
         new_ids = [row[0] for row in self.env.cr.fetchall()]
         keys = [entry["ordering_key"] for entry in entries]

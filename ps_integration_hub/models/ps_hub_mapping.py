@@ -12,7 +12,9 @@ from ..services import mapping as mp
 
 STATES = [("draft", "Draft"), ("active", "Active"), ("archived", "Archived")]
 # what makes two mapping records versions of one mapping
-IDENTITY = ("system", "connector_id", "external_object", "direction")
+# a mapping's versions share these; two Odoo models may map one external object (an invoice's
+# and an order's values both pushed to a deal): each is a mapping of its own
+IDENTITY = ("system", "connector_id", "external_object", "direction", "model_id")
 # what a version is made of: frozen once the version leaves draft
 DEFINITION = {*IDENTITY, "model_id", "line_ids", "version"}
 TRANSITION = "ps_hub_mapping_transition"  # context key of the state changes the actions make
@@ -78,13 +80,13 @@ class PsHubMapping(models.Model):
     note = fields.Text(help="What this version changes, and why.")
 
     _one_active = models.UniqueIndex(
-        "(system, COALESCE(connector_id, 0), external_object, direction) WHERE state = 'active'",
+        "(system, COALESCE(connector_id, 0), external_object, direction, model_id) WHERE state = 'active'",
         "A mapping has one active version: activate a draft to replace it.")
     _one_draft = models.UniqueIndex(
-        "(system, COALESCE(connector_id, 0), external_object, direction) WHERE state = 'draft'",
+        "(system, COALESCE(connector_id, 0), external_object, direction, model_id) WHERE state = 'draft'",
         "A mapping has one draft at a time: edit the draft that exists.")
     _version_unique = models.UniqueIndex(
-        "(system, COALESCE(connector_id, 0), external_object, direction, version)",
+        "(system, COALESCE(connector_id, 0), external_object, direction, model_id, version)",
         "Each version number of a mapping is used once.")
 
     @api.model
@@ -100,7 +102,8 @@ class PsHubMapping(models.Model):
     def _hub_identity_domain(self) -> list:
         self.ensure_one()
         return [("system", "=", self.system), ("connector_id", "=", self.connector_id.id),
-                ("external_object", "=", self.external_object), ("direction", "=", self.direction)]
+                ("external_object", "=", self.external_object), ("direction", "=", self.direction),
+                ("model_id", "=", self.model_id.id)]
 
     @api.depends(*IDENTITY)
     def _compute_version_ids(self):
@@ -241,18 +244,22 @@ class PsHubMapping(models.Model):
         return self.browse(mapping_id)._hub_compile()
 
     @api.model
-    def _hub_active(self, connector, external_object: str, direction: str = "in"):
-        """The active version that maps ``external_object`` for ``connector``: its own, or its system's."""
-        mapping_id = self._hub_active_id(connector.system, connector.id, external_object, direction)
+    def _hub_active(self, connector, external_object: str, direction: str = "in", model: str | None = None):
+        """The active version that maps ``external_object`` for ``connector``: its own, or its
+        system's; of the Odoo ``model`` when given (an external object may be mapped from several)."""
+        mapping_id = self._hub_active_id(connector.system, connector.id, external_object, direction, model)
         return self.browse(mapping_id).sudo() if mapping_id else self.browse()
 
     @api.model
-    @tools.ormcache("system", "connector_id", "external_object", "direction")
-    def _hub_active_id(self, system, connector_id, external_object, direction):
-        found = self.sudo().search([
+    @tools.ormcache("system", "connector_id", "external_object", "direction", "model")
+    def _hub_active_id(self, system, connector_id, external_object, direction, model=None):
+        domain = [
             ("system", "=", system), ("external_object", "=", external_object), ("direction", "=", direction),
             ("state", "=", "active"), ("connector_id", "in", [connector_id, False]),
-        ])
+        ]
+        if model:
+            domain.append(("model", "=", model))
+        found = self.sudo().search(domain, order="id")
         found = found.sorted(lambda m: not m.connector_id)[:1]  # the connector's own first
         return found.id or None
 
@@ -318,7 +325,9 @@ class PsHubMapping(models.Model):
             raise UserError(self.env._("%(record)s cannot be sent with %(mapping)s: %(problems)s",
                                        record=record.display_name, mapping=self.display_name,
                                        problems="; ".join(result.problems())))
-        return {name: value.isoformat() if isinstance(value, (date, datetime)) else value
+        # Odoo's datetimes are naive UTC: sent with their zone, as the vendors document ISO 8601
+        return {name: value.strftime("%Y-%m-%dT%H:%M:%SZ") if isinstance(value, datetime)
+                else value.isoformat() if isinstance(value, date) else value
                 for name, value in result.values.items()}
 
     @api.model

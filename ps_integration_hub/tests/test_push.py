@@ -298,23 +298,32 @@ class TestPush(HubCaseMixin, TransactionCase):
 
     # ------------------------------------------------------------ server action
 
+    def outbound_mapping(self, model="res.partner", lines=(("ref", "client_reference"),
+                                                              ("is_company", "client_is_company"))):
+        mapping = self.env["ps.hub.mapping"].create({
+            "name": "Client -> deal", "system": "hubspot", "external_object": "deal", "direction": "out",
+            "model_id": self.env["ir.model"]._get_id(model),
+            "line_ids": [Command.create({"source_path": source, "target_property": prop}) for source, prop in lines],
+        })
+        return mapping
+
     def test_push_to_connector_server_action_queues_the_record_s_values(self):
+        mapping = self.outbound_mapping()
         action = self.env["ir.actions.server"].create({
             "name": "Push client to deal", "model_id": self.env["ir.model"]._get_id("res.partner"),
-            "state": "ps_hub_push", "ps_hub_connector_id": self.hubspot.id, "ps_hub_external_model": "deal",
-            "ps_hub_push_field_ids": [
-                Command.create({"field_id": self.env["ir.model.fields"]._get("res.partner", "ref").id,
-                                "vendor_property": "client_reference"}),
-                Command.create({"field_id": self.env["ir.model.fields"]._get("res.partner", "is_company").id,
-                                "vendor_property": "client_is_company"}),
-            ],
+            "state": "ps_hub_push", "ps_hub_connector_id": self.hubspot.id, "ps_hub_mapping_id": mapping.id,
         })
+        self.assertIn("has no active version", action.warning)
+        mapping.action_activate()
+        action.invalidate_recordset(["warning"])
         self.assertFalse(action.warning, action.warning)
+        self.assertEqual(action.ps_hub_external_model, "deal")
         unbound = self.env["res.partner"].create({"name": "Not in the CRM"})
         action.with_context(active_model="res.partner", active_ids=(self.client | unbound).ids).run()
         event = self.Event.search([("direction", "=", "out"), ("connector_id", "=", self.hubspot.id)])
         self.assertEqual(len(event), 1)
         self.assertEqual(event.payload["properties"], {"client_reference": "NW-1", "client_is_company": False})
+        self.assertEqual(event.mapping_version_id, mapping)
         self.assertFalse(self.fake_hubspot.requests)
 
     def test_push_to_connector_server_action_says_what_it_lacks(self):
@@ -322,6 +331,5 @@ class TestPush(HubCaseMixin, TransactionCase):
             "name": "Push", "model_id": self.env["ir.model"]._get_id("res.partner"), "state": "ps_hub_push",
             "ps_hub_binding_path": "name",
         })
-        self.assertIn("Choose the connector and the external object", action.warning)
-        self.assertIn("Add the values to push", action.warning)
+        self.assertIn("Choose the connector and the outbound mapping", action.warning)
         self.assertIn("name is not a path of relational fields of res.partner", action.warning)

@@ -67,7 +67,7 @@ class PsQ2cHubspotCompanyHandler(models.AbstractModel):
         results, changes, asked, mapped, lookups = {}, {}, {}, {}, {}
         Binding = self.env["ps.hub.binding"]
         for connector, of_connector in events.grouped("connector_id").items():
-            mapping = self.env["ps.hub.mapping"]._hub_active(connector, "company")
+            mapping = self.env["ps.hub.mapping"]._hub_active(connector, "company", model="res.partner")
             # the ownership rules apply to the values merged per customer (_q2c_values_to_write)
             apply = mapping._hub_applier(lookups=lookups, ownership=False) \
                 if mapping and mapping.model == "res.partner" else None

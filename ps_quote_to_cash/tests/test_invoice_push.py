@@ -33,18 +33,14 @@ class TestInvoicePush(Q2CMixin, TransactionCase):
         cls.Event = cls.env["ps.hub.event"]
 
         Fields = cls.env["ir.model.fields"]
+        cls.mapping = cls.env.ref("ps_quote_to_cash.mapping_hubspot_invoice_status")
         cls.action = cls.env["ir.actions.server"].create({
             "name": "Push invoice status to the HubSpot deal",
             "model_id": cls.env["ir.model"]._get_id("account.move"),
             "state": "ps_hub_push",
             "ps_hub_connector_id": cls.hubspot.id,
-            "ps_hub_external_model": "deal",
+            "ps_hub_mapping_id": cls.mapping.id,
             "ps_hub_binding_path": "invoice_line_ids.sale_line_ids.order_id",
-            "ps_hub_push_field_ids": [
-                Command.create({"field_id": Fields._get("account.move", name).id, "vendor_property": prop})
-                for name, prop in (("state", "invoice_status"), ("name", "invoice_number"),
-                                   ("ref", "invoice_reference"), ("amount_total", "invoice_amount"))
-            ],
         })
         cls.rule = cls.env["base.automation"].create({
             "name": "Invoice posted: status to the CRM",
@@ -76,7 +72,8 @@ class TestInvoicePush(Q2CMixin, TransactionCase):
         self.assertEqual(calls, [("PATCH", f"/crm/v3/objects/deals/{DEAL}")], "exactly one push")
         self.assertEqual(self.fake_hubspot.requests[0].body["properties"], {
             "invoice_status": "posted", "invoice_number": invoice.name, "invoice_reference": "PO-3",
-            "invoice_amount": invoice.amount_total})
+            "invoice_amount": invoice.amount_total, "invoice_payment_status": invoice.payment_state})
+        self.assertEqual(push.mapping_version_id, self.mapping, "the push records the mapping version that gave it")
         self.assertEqual(self.fake_hubspot.deals[DEAL]["properties"]["invoice_reference"], "PO-3")
 
         # the same version again (the rule run by hand on the unchanged invoice) adds nothing
@@ -91,6 +88,18 @@ class TestInvoicePush(Q2CMixin, TransactionCase):
         self.assertEqual((echo.state, echo.reason), ("ignored", "echo"))
         self.assertIn(f"Echo of our push {push.id}", echo.ignore_reason)
         self.assertEqual(len(self.fake_hubspot.requests), 1, "no read of the deal, no push back")
+
+    def test_a_new_version_of_the_mapping_gives_the_next_pushes(self):
+        draft = self.mapping.action_new_draft()
+        draft = self.env["ps.hub.mapping"].browse(draft["res_id"])
+        draft.line_ids.filtered(lambda line: line.source_path != "state").unlink()
+        draft.action_activate()
+        invoice = self.order._create_invoices().with_user(self.accountant)
+        invoice.action_post()
+        push = self.pushes(invoice)
+        self.assertEqual(push.payload["properties"], {"invoice_status": "posted"})
+        self.assertEqual(push.mapping_version_id, draft)
+        self.assertEqual((self.mapping.state, draft.version), ("archived", 2))
 
     def test_an_invoice_of_no_crm_deal_is_not_pushed(self):
         order = self.order.copy()
