@@ -1,4 +1,5 @@
-"""Play HubSpot once against a running demo: a signed closed-won delivery, then wait for the project."""
+"""Play HubSpot once against a running demo: a signed closed-won delivery, then wait for the
+project, and for the push of the confirmed order back to the HubSpot deal."""
 
 import argparse
 import configparser
@@ -20,6 +21,8 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=8069)
     parser.add_argument("--secret", required=True, help="the HubSpot connector's signing secret")
     parser.add_argument("--timeout", type=float, default=120)
+    parser.add_argument("--hubspot-url", default="http://127.0.0.1:8071", help="the fake HubSpot")
+    parser.add_argument("--hubspot-token", default="demo-hubspot-token")
     args = parser.parse_args()
     conf = configparser.ConfigParser()
     conf.read(args.config)
@@ -80,6 +83,23 @@ def main() -> int:
                    "WHERE so.id = %s GROUP BY so.id, p.id", [order_id])
         order, customer, amount, order_state, projects = cr.fetchone()
         print(f"Customer {customer}: sale order {order} ({order_state}, {amount:,.2f}), project {projects!r}")
+        # the confirmation set off the demo's automation rule: a push of the order to its deal,
+        # queued with it (the outbox) and sent by the hub's worker
+        while time.monotonic() < deadline:
+            cr.execute("SELECT state, external_id, last_error FROM ps_hub_event WHERE direction = 'out' "
+                       "AND res_model = 'sale.order' AND res_id = %s ORDER BY id DESC LIMIT 1", [order_id])
+            push = cr.fetchone()
+            if push and push[0] not in ("pending", "processing", "retry"):
+                break
+            time.sleep(0.5)
+        if not push or push[0] != "done":
+            print(f"The push of the order to HubSpot ended as {push}", file=sys.stderr)
+            return 1
+        deal = requests.get(f"{args.hubspot_url}/crm/v3/objects/deals/{push[1]}", timeout=10,
+                            params={"properties": "odoo_order_number,odoo_order_amount,odoo_order_status"},
+                            headers={"Authorization": f"Bearer {args.hubspot_token}"}).json()
+        shown = {k: v for k, v in deal.get("properties", {}).items() if k.startswith("odoo_")}
+        print(f"Odoo pushed the order back to HubSpot deal {push[1]}: {shown}")
     return 0
 
 

@@ -40,8 +40,8 @@ class PsQ2cEngagement(models.AbstractModel):
         """{event id: confirmed order or HubError} for [(event, engagement)].
 
         Each engagement's checks and customer are resolved in a savepoint of its own (a
-        business error stops that deal only); the orders are then created, confirmed and
-        bound together.
+        business error stops that deal only); the orders are then created, bound to their
+        deals and confirmed together.
         """
         results, prepared, cache = {}, [], {}
         for event, engagement in items:
@@ -62,14 +62,16 @@ class PsQ2cEngagement(models.AbstractModel):
         orders = service.env["sale.order"].browse([by_event[event.id].id for event, *_rest in prepared])
         for event, _engagement, _company, values, _total in prepared:
             self._q2c_keep_crm_prices(by_event[event.id], values)
-        orders.action_confirm()
-        orders.flush_recordset(["currency_id", "amount_untaxed"])  # computed for all orders at once
-        for event, engagement, _company, values, total in prepared:
-            self._q2c_check_order(by_event[event.id], engagement, values, total)
+        # bound before they are confirmed: what the confirmation sets off (an automation rule
+        # pushing the order to its deal) finds the deal
         self._q2c_bind([
             (event.connector_id, engagement.deal_model, engagement.deal_id, by_event[event.id])
             for event, engagement, *_rest in prepared
         ])
+        orders.action_confirm()
+        orders.flush_recordset(["currency_id", "amount_untaxed"])  # computed for all orders at once
+        for event, engagement, _company, values, total in prepared:
+            self._q2c_check_order(by_event[event.id], engagement, values, total)
         results.update(by_event)
         return results
 
