@@ -7,6 +7,7 @@ from odoo import api, fields, models
 from odoo.fields import Command, Domain
 from odoo.tools import SQL
 
+from odoo.addons.ps_integration_hub.services import mapping as mp
 from odoo.addons.ps_integration_hub.services.errors import BusinessError, HubError, TransientError
 
 from ..services.engagement import domain_of, is_free_mail, line_net_total, normalize_vat, order_line_prices
@@ -18,6 +19,8 @@ WEBSITE_HOST = (r"regexp_replace(regexp_replace(split_part(regexp_replace(lower(
                 r"'^[a-z][a-z0-9+.-]*://([^@/]*@)?', ''), '/', 1), ':[0-9]*$', ''), '^www\.', '')")
 EMAIL_HOST = r"substring(lower(btrim(email)) from '@([^@]*)$')"
 LOCK_TIMEOUT_MS = 5000
+# the order fields the closed-won flow decides: a deal mapping's value for one must agree
+FLOW_FIELDS = ("company_id", "partner_id", "partner_invoice_id", "currency_id", "pricelist_id", "order_line")
 # the identity row another worker holds, or changed after this transaction's snapshot
 _BUSY_ERRORS = (psycopg2.errors.SerializationFailure, psycopg2.errors.DeadlockDetected,
                 psycopg2.errors.LockNotAvailable)
@@ -109,14 +112,96 @@ class PsQ2cEngagement(models.AbstractModel):
         company = self._q2c_company(connector, engagement)
         service = self.with_company(company).with_context(
             allowed_company_ids=list({company.id, *self.env.companies.ids}))
+        mapping = self._q2c_mapping(connector, engagement)
+        mapped = service._q2c_mapped_values(mapping, engagement, company, cache) if mapping else None
         # a deal without a currency is in the legal entity's, said so on the order
         currency = service._q2c_currency(engagement) or company.currency_id
         products = service._q2c_products(company, engagement)
         prices, total = service._q2c_prices(engagement, currency)
         partner = service._q2c_customer(connector, company, engagement.customer)
         contact = service._q2c_contact(connector, partner, engagement.contact)
-        values = service._q2c_order_values(company, currency, partner, contact, products, prices, engagement, cache)
+        values = service._q2c_order_values(company, currency, partner, contact, products, prices, engagement, cache,
+                                           mapped=mapped is not None)
+        if mapped is not None:
+            values = self._q2c_merge_mapped(values, mapped, mapping, engagement)
         return company, values, total
+
+    # ------------------------------------------------------------------ field mapping
+
+    @api.model
+    def _q2c_mapping(self, connector, engagement):
+        """The active mapping of the engagement's deals (HubSpot deal, Salesforce Opportunity)
+        into sale orders, or an empty recordset: none is active, or the engagement does not
+        carry the deal as the CRM answered it."""
+        if engagement.source is None:
+            return self.env["ps.hub.mapping"]
+        return self.env["ps.hub.mapping"]._hub_active(connector, engagement.deal_model, model="sale.order")
+
+    @api.model
+    def _q2c_mapped_properties(self, connector, deal_model):
+        """The names of the vendor properties (``properties.<name>``) the active mapping of
+        ``deal_model`` reads: a HubSpot deal is read with them."""
+        mapping = self.env["ps.hub.mapping"]._hub_active(connector, deal_model, model="sale.order")
+        names = []
+        for line in mapping.line_ids:
+            try:
+                keys = mp.parse_path(line.source_path)
+            except mp.MappingError:
+                continue
+            if len(keys) >= 2 and keys[0] == "properties":
+                names.append(keys[1])
+        return names
+
+    def _q2c_mapped_values(self, mapping, engagement, company, cache):
+        """The order values ``mapping`` reads from the deal (the fields the CRM does not own
+        left out: ownership rules); a BusinessError (mapping_failed) naming the fields and the
+        mapping when a value is missing, not found, or of another company than the order's."""
+        key = ("applier", mapping.id)
+        if key not in cache:
+            cache[key] = mapping._hub_applier(lookups=cache.setdefault("lookups", {}))
+        result = cache[key](engagement.source)
+        problems = result.problems()
+        Order = self.env["sale.order"]
+        for name, value in result.values.items() if result.ok else ():
+            field = Order._fields.get(name)
+            if not value or field is None or field.type != "many2one":
+                continue
+            record = self.env[field.comodel_name].sudo().browse(value).exists()
+            other = "company_id" in record._fields and record.company_id
+            if not record:
+                problems.append(f"{name}: record {value} does not exist")
+            elif other and other != company:
+                problems.append(f"{name}: {record.display_name} belongs to {other.name}, the order to {company.name}")
+        if problems:
+            crm = "HubSpot" if engagement.deal_model == "deal" else "Salesforce"
+            raise BusinessError(
+                f"Deal {engagement.deal_id}: {'; '.join(problems)}. Correct the value in {crm} or the mapping "
+                f"{mapping.display_name}, then retry.", reason="mapping_failed")
+        return {name: value for name, value in result.values.items() if value not in (None, False, "")}
+
+    def _q2c_merge_mapped(self, values, mapped, mapping, engagement):
+        """The order ``values`` with the mapping's on top.
+
+        The fields the flow decides itself (company, customer, currency, pricelist, lines) are
+        not the mapping's to change: a value of the mapping for one of them must be the
+        flow's (a legal entity's company is chosen through the value map legal_entity before
+        the customer is), else the deal is a business error (mapping_failed).
+        """
+        values = dict(values)
+        for name in FLOW_FIELDS:
+            if name in mapped and mapped[name] != values.get(name):
+                raise BusinessError(
+                    f"Deal {engagement.deal_id}: the mapping {mapping.display_name} gives {name} "
+                    f"{self._q2c_flow_value(name, mapped[name])}, but the "
+                    f"order is made for {self._q2c_flow_value(name, values.get(name))}: the closed-won flow decides "
+                    f"{name} (for the company, through the value map legal_entity). Correct the mapping, then retry.",
+                    reason="mapping_failed")
+        values.update({name: value for name, value in mapped.items() if name not in FLOW_FIELDS})
+        return values
+
+    def _q2c_flow_value(self, name, value):
+        model = self.env["sale.order"]._fields[name].comodel_name if name != "order_line" else None
+        return self.env[model].sudo().browse(value).display_name if model and value else value
 
     def _q2c_company(self, connector, engagement):
         if not engagement.legal_entity:
@@ -460,14 +545,36 @@ class PsQ2cEngagement(models.AbstractModel):
             })
         return cache[key]
 
-    def _q2c_order_values(self, company, currency, partner, contact, products, prices, engagement, cache):
+    def _q2c_order_values(self, company, currency, partner, contact, products, prices, engagement, cache,
+                          mapped=False):
+        """The sale order values of ``engagement``. ``mapped``: a field mapping reads the deal,
+        so the fields the code reads from the deal itself when none does (PO, name, payment
+        terms) are left to it; the origin is the deal's id unless the mapping gives one."""
+        if mapped:
+            return self._q2c_order_values_base(company, currency, partner, contact, products, prices, engagement,
+                                               cache)
+        values = self._q2c_order_values_base(company, currency, partner, contact, products, prices, engagement,
+                                             cache)
+        values.update(client_order_ref=engagement.po_number,
+                      origin=engagement.name[:256] if engagement.name else engagement.deal_id)
+        if engagement.payment_terms:
+            term = self.env["ps.hub.value.map"]._hub_lookup("payment_terms", engagement.payment_terms)
+            if term and term.company_id not in (company, self.env["res.company"]):
+                term = None
+            term = term or self.env["account.payment.term"].search(
+                [("name", "=ilike", engagement.payment_terms), ("company_id", "in", [company.id, False])], limit=1)
+            if term:
+                values["payment_term_id"] = term.id
+        return values
+
+    def _q2c_order_values_base(self, company, currency, partner, contact, products, prices, engagement, cache):
+        """The order values the flow decides: customer, company, currency, pricelist, lines."""
         values = {
             "partner_id": partner.id,
             "company_id": company.id,
             "pricelist_id": self._q2c_pricelist(company, currency, cache).id,
             "currency_id": currency.id,
-            "client_order_ref": engagement.po_number,
-            "origin": engagement.name[:256] if engagement.name else engagement.deal_id,
+            "origin": engagement.deal_id,
             "order_line": [
                 Command.create({
                     "product_id": products[line.sku].id,
@@ -481,12 +588,4 @@ class PsQ2cEngagement(models.AbstractModel):
         }
         if contact:
             values["partner_invoice_id"] = partner.id
-        if engagement.payment_terms:
-            term = self.env["ps.hub.value.map"]._hub_lookup("payment_terms", engagement.payment_terms)
-            if term and term.company_id not in (company, self.env["res.company"]):
-                term = None
-            term = term or self.env["account.payment.term"].search(
-                [("name", "=ilike", engagement.payment_terms), ("company_id", "in", [company.id, False])], limit=1)
-            if term:
-                values["payment_term_id"] = term.id
         return values

@@ -37,9 +37,12 @@ class PsQ2cHubspotDealHandler(models.AbstractModel):
             else:
                 first_of_deal[deal] = event.id
                 pending.append((event, found))
-        applied = self.env["ps.q2c.engagement"]._q2c_apply_many(pending)
-        for event, _engagement in pending:
-            results[event.id] = oc.outcome_of(applied[event.id], event.attempts).noting(contexts[event.id])
+        Engagement = self.env["ps.q2c.engagement"]
+        applied = Engagement._q2c_apply_many(pending)
+        for event, engagement in pending:
+            # the mapping version that read the deal (none: the code read it)
+            results[event.id] = oc.outcome_of(applied[event.id], event.attempts).noting(
+                contexts[event.id]).mapped_by(Engagement._q2c_mapping(event.connector_id, engagement).id)
         for event_id, first_id in repeats.items():
             results[event_id] = dataclasses.replace(results[first_id], context=dict(results[first_id].context))
         return results
@@ -66,4 +69,5 @@ class PsQ2cHubspotDealHandler(models.AbstractModel):
         if existing:
             return existing
         context["reference"] = f"HubSpot deal {deal_id}"  # until the deal's name is known
-        return hubspot.read_closed_won(event.connector_id._hub_request, deal_id, context)
+        extra = self.env["ps.q2c.engagement"]._q2c_mapped_properties(event.connector_id, "deal")
+        return hubspot.read_closed_won(event.connector_id._hub_request, deal_id, context, extra)

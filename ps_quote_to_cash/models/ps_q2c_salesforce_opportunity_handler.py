@@ -17,17 +17,20 @@ class PsQ2cSalesforceOpportunityHandler(models.AbstractModel):
     def process(self, events):
         """Each Opportunity read and applied on its own (a message names one Opportunity)."""
         results = {}
+        Engagement = self.env["ps.q2c.engagement"]
         for event in events:
-            context = {}
+            context, mapping = {}, None
             try:
                 with self.env.cr.savepoint():
                     found = self._q2c_read(event, context)
                     if not isinstance(found, models.BaseModel):
-                        found = self.env["ps.q2c.engagement"]._q2c_apply(event, found)
+                        # the mapping version that reads the Opportunity (none: the code reads it)
+                        mapping = Engagement._q2c_mapping(event.connector_id, found).id
+                        found = Engagement._q2c_apply(event, found)
             except (HubError, IgnoreEvent) as exc:
-                results[event.id] = oc.of_exception(exc, event.attempts).noting(context)
+                results[event.id] = oc.of_exception(exc, event.attempts).noting(context).mapped_by(mapping)
                 continue
-            results[event.id] = oc.done(found, context)
+            results[event.id] = oc.done(found, context).mapped_by(mapping)
         return results
 
     def _hub_mapping_source(self, event, mapping, payload=None):

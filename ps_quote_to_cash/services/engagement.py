@@ -81,6 +81,9 @@ class Engagement:
     po_number: str | None = None
     legal_entity: str | None = None
     payment_terms: str | None = None
+    # the deal as the CRM answered it (HubSpot's deal, Salesforce's Opportunity): what the
+    # active field mapping of deals reads (None: the code's own reading of the fields above)
+    source: dict | None = field(default=None, repr=False)
 
 
 def read_deal(request: Callable[..., Any], path: str, what: str, crm: str, **kwargs) -> dict:

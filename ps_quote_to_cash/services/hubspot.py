@@ -1,6 +1,6 @@
 """HubSpot CRM v3 objects -> canonical engagement."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import quote
 
@@ -94,21 +94,24 @@ def engagement(deal: dict, company: dict, contact: dict | None, line_items: list
         currency=(props.get("deal_currency_code") or "").strip().upper() or None,
         customer=customer(company), contact=person, lines=[line(item) for item in line_items],
         po_number=props.get("po_number"), legal_entity=props.get("legal_entity"),
-        payment_terms=props.get("payment_terms"),
+        payment_terms=props.get("payment_terms"), source=deal,
     )
 
 
-def read_closed_won(request: Callable[..., Any], deal_id: str, context: dict) -> Engagement:
+def read_closed_won(request: Callable[..., Any], deal_id: str, context: dict,
+                    extra_properties: Iterable[str] = ()) -> Engagement:
     """The deal ``deal_id`` read from HubSpot (its company, contact and line items) as an
     engagement, when HubSpot says it is closed-won now.
 
     ``request(method, path, **kwargs)`` calls HubSpot's API (the connector's, which raises
     the hub's errors); ``context`` receives what is learnt of the deal on the way, for the
-    exception desk, even when the read fails.
+    exception desk, even when the read fails. ``extra_properties``: the deal properties the
+    active field mapping reads besides ``DEAL_PROPERTIES``.
     """
+    properties = list(dict.fromkeys([*DEAL_PROPERTIES, *extra_properties]))
     deal = read_deal(request, f"/crm/v3/objects/deals/{deal_id}", f"Deal {deal_id}", "HubSpot",
                      params={"associations": "companies,contacts,line_items",
-                             "properties": ",".join(DEAL_PROPERTIES)})
+                             "properties": ",".join(properties)})
     props = deal.get("properties") or {}
     context.update(reference=props.get("dealname") or context.get("reference"),
                    currency=props.get("deal_currency_code"), amount=props.get("amount"))

@@ -66,7 +66,7 @@ def engagement(sobject: dict, account: dict, line_items: list[dict]) -> Engageme
         # no currency (a single-currency org): the legal entity's, not a guess from the account
         currency=(sobject.get("CurrencyIsoCode") or "").strip().upper() or None,
         customer=customer, lines=lines, po_number=sobject.get("PO_Number__c"),
-        legal_entity=sobject.get("Legal_Entity__c"),
+        legal_entity=sobject.get("Legal_Entity__c"), source=sobject,
     )
 
 

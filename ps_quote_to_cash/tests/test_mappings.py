@@ -212,3 +212,141 @@ class TestValueMapsInClosedWon(Q2CMixin, TransactionCase):
         event.sudo().write({"payload": payload})
         [row] = draft._hub_dry_run(event)
         self.assertIn("legal_entity has no entry for 'PS Consulting Mars'", row["result"].errors["company_id"])
+
+
+@tagged("post_install", "-at_install")
+class TestDealMappingInClosedWon(Q2CMixin, TransactionCase):
+    """The active deal and Opportunity mappings decide the order fields they map."""
+
+    OPPORTUNITY = "0065e00000GhIjKAAV"
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.Field = cls.env["ir.model.fields"]
+        cls.deal_v1 = cls.env.ref("ps_quote_to_cash.mapping_hubspot_deal")
+        cls.opportunity_v1 = cls.env.ref("ps_quote_to_cash.mapping_salesforce_opportunity")
+
+    def draft_of(self, mapping):
+        action = mapping.with_user(self.user_manager).action_new_draft()
+        return self.env["ps.hub.mapping"].with_user(self.user_manager).browse(action["res_id"])
+
+    def line(self, mapping, field):
+        return mapping.line_ids.filtered(lambda line: line.field_id.name == field)
+
+    def new_line(self, path, field, **values):
+        return (0, 0, {"source_path": path, "field_id": self.Field._get("sale.order", field).id, **values})
+
+    def close_deal(self):
+        events, _dup = self.enqueue(self.hubspot, [{
+            "eventId": 1, "subscriptionType": "deal.propertyChange", "objectId": 19077001,
+            "propertyName": "dealstage", "propertyValue": "closedwon", "occurredAt": 1763632800001}])
+        self.process()
+        return events
+
+    def win_opportunity(self):
+        body = load_fixture("salesforce/outbound_message_opportunity.xml").encode()
+        event, _dup = self.enqueue(self.salesforce, body)
+        self.process()
+        return event
+
+    def test_seeded_deal_mapping_makes_the_order_the_code_made(self):
+        won = self.close_deal()
+        self.assertEqual(won.state, "done", won.last_error)
+        order = won._hub_record()
+        self.assertEqual((order.origin, order.client_order_ref, order.company_id, order.payment_term_id),
+                         ("Northwind Legal - Practice management rollout", "PO-2026-7781", self.europe,
+                          self.env.ref("account.account_payment_term_30days")))
+        self.assertEqual(won.mapping_version_id, self.deal_v1, "the event records the version that read the deal")
+
+    def test_new_deal_mapping_version_changes_the_order(self):
+        self.fake_hubspot.deals["19077001"]["properties"]["delivery_manager_email"] = "dora@psconsulting.example"
+        draft = self.draft_of(self.deal_v1)
+        self.line(draft, "client_order_ref").source_path = "properties.dealname"
+        self.line(draft, "origin").unlink()  # no longer mapped: the order's origin is the deal's id
+        # a property the flow does not read itself: the deal is read with it
+        draft.line_ids = [self.new_line("properties.delivery_manager_email", "note")]
+        draft.action_activate()
+        won = self.close_deal()
+        self.assertEqual(won.state, "done", won.last_error)
+        order = won._hub_record()
+        self.assertEqual((order.client_order_ref, order.origin, order.company_id),
+                         ("Northwind Legal - Practice management rollout", "19077001", self.europe))
+        self.assertIn("dora@psconsulting.example", str(order.note))
+        self.assertIn("delivery_manager_email",
+                      self.fake_hubspot.calls("GET", "/crm/v3/objects/deals/19077001")[0].query["properties"])
+        self.assertEqual((won.mapping_version_id, self.deal_v1.state), (draft, "archived"))
+
+    def test_failing_deal_mapping_is_a_business_error_and_makes_nothing(self):
+        self.fake_hubspot.deals["19077001"]["properties"]["po_number"] = " "
+        draft = self.draft_of(self.deal_v1)
+        self.line(draft, "client_order_ref").required = True
+        draft.action_activate()
+        won = self.close_deal()
+        self.assertEqual((won.state, won.reason, won.mapping_version_id), ("exception", "mapping_failed", draft))
+        self.assertIn("client_order_ref: required", won.last_error)
+        self.assertIn(draft.display_name, won.last_error)
+        self.assertFalse(won._hub_record())
+        self.assertFalse(self.env["res.partner"].search([("vat", "=", "GB123456782")]), "no customer either")
+
+    def test_unknown_payment_terms_of_the_seeded_mapping_is_a_business_error(self):
+        self.fake_hubspot.deals["19077001"]["properties"]["payment_terms"] = "Net 99"
+        won = self.close_deal()
+        self.assertEqual((won.state, won.reason, won.mapping_version_id),
+                         ("exception", "mapping_failed", self.deal_v1))
+        self.assertIn("payment_term_id", won.last_error)
+        self.assertIn("Net 99", won.last_error)
+
+    def test_mapping_company_must_be_the_flows(self):
+        """The flow picks the company (legal entity, value map legal_entity) before the customer:
+        a mapping that gives another one is a business error, not an order split across two."""
+        self.env.ref("ps_quote_to_cash.value_map_legal_entity").entry_ids = [
+            (0, 0, {"external_value": "default", "res_id": self.inc.id})]
+        draft = self.draft_of(self.deal_v1)
+        self.line(draft, "company_id").source_path = "properties.pipeline"  # "default"
+        draft.action_activate()
+        won = self.close_deal()
+        self.assertEqual((won.state, won.reason), ("exception", "mapping_failed"))
+        self.assertIn("company_id PS Consulting Inc.", won.last_error)
+        self.assertIn("PS Consulting Europe", won.last_error)
+
+    def test_without_active_deal_mapping_the_code_reads_the_deal(self):
+        self.env.cr.execute("UPDATE ps_hub_mapping SET state = 'archived' WHERE id = %s", [self.deal_v1.id])
+        self.env.invalidate_all()
+        self.env.registry.clear_cache()
+        won = self.close_deal()
+        self.assertEqual(won.state, "done", won.last_error)
+        order = won._hub_record()
+        self.assertEqual((order.client_order_ref, order.origin), ("PO-2026-7781",
+                                                                  "Northwind Legal - Practice management rollout"))
+        self.assertFalse(won.mapping_version_id)
+
+    def test_seeded_opportunity_mapping_is_recorded_on_the_event(self):
+        event = self.win_opportunity()
+        self.assertEqual((event.state, event.mapping_version_id), ("done", self.opportunity_v1), event.last_error)
+        order = event._hub_record()
+        self.assertEqual((order.client_order_ref, order.origin, order.company_id),
+                         ("4500098812", "Contoso Engineering - Asset management implementation", self.inc))
+
+    def test_new_opportunity_mapping_version_changes_the_order(self):
+        draft = self.draft_of(self.opportunity_v1)
+        self.line(draft, "client_order_ref").source_path = "Name"
+        draft.line_ids = [self.new_line("PO_Number__c", "note")]
+        draft.action_activate()
+        event = self.win_opportunity()
+        self.assertEqual((event.state, event.mapping_version_id), ("done", draft), event.last_error)
+        order = event._hub_record()
+        self.assertEqual(order.client_order_ref, "Contoso Engineering - Asset management implementation")
+        self.assertIn("4500098812", str(order.note))
+
+    def test_failing_opportunity_mapping_is_a_business_error(self):
+        self.fake_salesforce.opportunities[self.OPPORTUNITY]["PO_Number__c"] = ""
+        draft = self.draft_of(self.opportunity_v1)
+        self.line(draft, "client_order_ref").required = True
+        draft.action_activate()
+        event = self.win_opportunity()
+        self.assertEqual((event.state, event.reason, event.mapping_version_id),
+                         ("exception", "mapping_failed", draft))
+        self.assertIn("client_order_ref: required", event.last_error)
+        self.assertIn(draft.display_name, event.last_error)
+        self.assertFalse(event._hub_record())
