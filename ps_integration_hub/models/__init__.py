@@ -9,6 +9,7 @@ from . import ps_hub_event
 from . import ps_hub_engine
 from . import ps_hub_binding
 from . import ps_hub_audit_log
+from . import ps_hub_cached_mixin
 from . import ps_hub_ownership_rule
 from . import ps_hub_value_map
 from . import ps_hub_mapping

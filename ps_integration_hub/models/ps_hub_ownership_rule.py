@@ -27,6 +27,7 @@ class PsHubOwnershipRule(models.Model):
     """
 
     _name = "ps.hub.ownership.rule"
+    _inherit = ["ps.hub.cached.mixin"]
     _description = "Field Ownership Rule"
     _order = "model, field_name, id"
 
@@ -92,22 +93,6 @@ class PsHubOwnershipRule(models.Model):
                 raise ValidationError(self.env._(
                     "%(field)s is written by Odoo itself: it cannot be owned by a system.",
                     field=rule.field_id.field_description))
-
-    @api.model_create_multi
-    def create(self, vals_list):
-        rules = super().create(vals_list)
-        self.env.registry.clear_cache()
-        return rules
-
-    def write(self, vals):
-        result = super().write(vals)
-        self.env.registry.clear_cache()
-        return result
-
-    def unlink(self):
-        result = super().unlink()
-        self.env.registry.clear_cache()
-        return result
 
     # ------------------------------------------------------------------ lookups
 

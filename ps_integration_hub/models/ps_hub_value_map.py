@@ -9,6 +9,7 @@ class PsHubValueMap(models.Model):
     entity -> a company), which mapping lines look values up in."""
 
     _name = "ps.hub.value.map"
+    _inherit = ["ps.hub.cached.mixin"]
     _description = "Integration Value Map"
     _order = "name"
 
@@ -86,25 +87,10 @@ class PsHubValueMap(models.Model):
             return found
         return self.env[value_map.res_model].sudo().browse(found).exists() or None
 
-    @api.model_create_multi
-    def create(self, vals_list):
-        value_maps = super().create(vals_list)
-        self.env.registry.clear_cache()  # compiled mappings hold their value maps
-        return value_maps
-
-    def write(self, vals):
-        result = super().write(vals)
-        self.env.registry.clear_cache()
-        return result
-
-    def unlink(self):
-        result = super().unlink()
-        self.env.registry.clear_cache()
-        return result
-
 
 class PsHubValueMapEntry(models.Model):
     _name = "ps.hub.value.map.entry"
+    _inherit = ["ps.hub.cached.mixin"]
     _description = "Integration Value Map Entry"
     _order = "value_map_id, sequence, id"
 
@@ -140,19 +126,3 @@ class PsHubValueMapEntry(models.Model):
             if entry.kind == "record" and entry.res_model in self.env and entry.res_id:
                 target = self.env[entry.res_model].browse(entry.res_id).display_name
             entry.display_name = f"{entry.external_value} -> {target or ''}"
-
-    @api.model_create_multi
-    def create(self, vals_list):
-        entries = super().create(vals_list)
-        self.env.registry.clear_cache()
-        return entries
-
-    def write(self, vals):
-        result = super().write(vals)
-        self.env.registry.clear_cache()
-        return result
-
-    def unlink(self):
-        result = super().unlink()
-        self.env.registry.clear_cache()
-        return result
