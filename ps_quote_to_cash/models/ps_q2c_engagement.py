@@ -1,3 +1,4 @@
+import dataclasses
 import re
 from collections import defaultdict
 
@@ -336,6 +337,18 @@ class PsQ2cEngagement(models.AbstractModel):
                 todo.append(customer)
         if not todo:
             return results
+        mapped = {}  # external id: the new customer's values the active customer mapping gives
+        for customer in list(todo):
+            try:
+                mapped[customer.external_id] = self._q2c_customer_mapped(connector, customer)
+            except BusinessError as exc:
+                results[customer.external_id] = exc
+                todo.remove(customer)
+        # a mapped name or VAT is the one the customer is matched by
+        todo = [dataclasses.replace(c, name=mapped[c.external_id].get("name") or c.name,
+                                    vat=mapped[c.external_id].get("vat", c.vat)) for c in todo]
+        if not todo:
+            return results
         free = self._q2c_free_mail_domains()
         keys = {c.external_id: (normalize_vat(c.vat), None if is_free_mail(c.domain, free) else c.domain)
                 for c in todo}
@@ -369,7 +382,10 @@ class PsQ2cEngagement(models.AbstractModel):
                     continue
             if index is None:
                 index = len(to_create)
-                to_create.append(([], self._q2c_partner_values(customer, domain, countries)))
+                values = {**self._q2c_partner_values(customer, domain, countries), **mapped[customer.external_id]}
+                if not domain:
+                    values["website"] = False  # a free mail domain is no customer's website, mapped or not
+                to_create.append(([], values))
             to_create[index][0].append(customer)
             pending.update({key: index for key in (("vat", vat), ("domain", domain)) if key[1]})
         if to_create:
@@ -381,6 +397,28 @@ class PsQ2cEngagement(models.AbstractModel):
         self._q2c_bind([(connector, c.external_model, c.external_id, p) for c, p in matched])
         results.update({customer.external_id: partner for customer, partner in matched})
         return results
+
+    def _q2c_customer_mapped(self, connector, customer) -> dict:
+        """The values of a customer to create that the active mapping of its CRM object (HubSpot
+        company, Salesforce Account) gives, on top of the flow's own; {} without such a mapping
+        (or a CRM record). A value the mapping cannot read is a BusinessError (mapping_failed)."""
+        if customer.source is None:
+            return {}
+        mapping = self.env["ps.hub.mapping"]._hub_active(connector, customer.external_model, model="res.partner")
+        if not mapping:
+            return {}
+        # a new customer takes all of the CRM's values: ownership rules guard the updates of
+        # existing ones (as the flow's own values, the VAT included)
+        result = mapping._hub_apply(customer.source, ownership=False)
+        if not result.ok:
+            crm = "HubSpot" if customer.external_model == "company" else "Salesforce"
+            raise BusinessError(
+                f"Customer {customer.name!r} ({customer.external_model} {customer.external_id}): "
+                f"{'; '.join(result.problems())}. Correct the value in {crm} or the mapping {mapping.display_name}, "
+                "then retry.", reason="mapping_failed")
+        # the flow decides whose customer it is: a company's own, shared by its companies
+        return {name: value for name, value in result.values.items()
+                if name not in ("company_id", "is_company") and value not in (None, "")}
 
     def _q2c_lock_customers(self, connector, customers, keys):
         """Hold the identity rows of customers about to be matched or created, until commit.

@@ -35,6 +35,9 @@ class Customer:
     zip: str | None = None
     country: str | None = None
     phone: str | None = None
+    # the CRM record as its API answered it (HubSpot company, Salesforce Account): what the
+    # active customer mapping reads when the customer is created
+    source: dict | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass

@@ -59,7 +59,7 @@ def customer(company: dict) -> Customer:
         name=cprops.get("name") or f"HubSpot company {company['id']}",
         vat=cprops.get("vat_number"), domain=domain_of(cprops.get("domain")),
         street=cprops.get("address"), city=cprops.get("city"), zip=cprops.get("zip"),
-        country=cprops.get("country"), phone=cprops.get("phone"),
+        country=cprops.get("country"), phone=cprops.get("phone"), source=company,
     )
 
 

@@ -47,7 +47,7 @@ def engagement(sobject: dict, account: dict, line_items: list[dict]) -> Engageme
         vat=account.get("Tax_Id__c"), domain=domain_of(account.get("Website")),
         street=account.get("BillingStreet"), city=account.get("BillingCity"),
         zip=account.get("BillingPostalCode"), country=account.get("BillingCountry"),
-        phone=account.get("Phone"),
+        phone=account.get("Phone"), source=account,
     )
     lines = [
         Line(

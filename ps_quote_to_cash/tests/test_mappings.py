@@ -214,9 +214,8 @@ class TestValueMapsInClosedWon(Q2CMixin, TransactionCase):
         self.assertIn("legal_entity has no entry for 'PS Consulting Mars'", row["result"].errors["company_id"])
 
 
-@tagged("post_install", "-at_install")
-class TestDealMappingInClosedWon(Q2CMixin, TransactionCase):
-    """The active deal and Opportunity mappings decide the order fields they map."""
+class ClosedWonMappingMixin(Q2CMixin):
+    """Deals and Opportunities won against the fake CRMs, and drafts of the seeded mappings."""
 
     OPPORTUNITY = "0065e00000GhIjKAAV"
 
@@ -249,6 +248,12 @@ class TestDealMappingInClosedWon(Q2CMixin, TransactionCase):
         event, _dup = self.enqueue(self.salesforce, body)
         self.process()
         return event
+
+
+
+@tagged("post_install", "-at_install")
+class TestDealMappingInClosedWon(ClosedWonMappingMixin, TransactionCase):
+    """The active deal and Opportunity mappings decide the order fields they map."""
 
     def test_seeded_deal_mapping_makes_the_order_the_code_made(self):
         won = self.close_deal()
@@ -349,4 +354,48 @@ class TestDealMappingInClosedWon(Q2CMixin, TransactionCase):
                          ("exception", "mapping_failed", draft))
         self.assertIn("client_order_ref: required", event.last_error)
         self.assertIn(draft.display_name, event.last_error)
+        self.assertFalse(event._hub_record())
+
+
+@tagged("post_install", "-at_install")
+class TestCustomerMappingInClosedWon(ClosedWonMappingMixin, TransactionCase):
+    """The active HubSpot company and Salesforce Account mappings give a new customer its values."""
+
+    def partner_line(self, path, field, **values):
+        return (0, 0, {"source_path": path, "field_id": self.Field._get("res.partner", field).id, **values})
+
+    def test_new_account_mapping_version_changes_a_new_customer(self):
+        account_v1 = self.env.ref("ps_quote_to_cash.mapping_salesforce_account")
+        draft = self.draft_of(account_v1)
+        draft.line_ids.filtered(lambda line: line.field_id.name == "name").transform = "upper"
+        draft.line_ids = [self.partner_line("Id", "ref")]
+        draft.action_activate()
+        event = self.win_opportunity()
+        self.assertEqual(event.state, "done", event.last_error)
+        customer = event._hub_record().partner_id
+        self.assertEqual(customer.name, customer.name.upper(), "the new version's transform")
+        self.assertTrue(customer.ref, "a line the code never had: the Account's id")
+        self.assertEqual(customer.ref, self.salesforce.env["ps.hub.binding"].sudo().search([
+            ("connector_id", "=", self.salesforce.id), ("external_model", "=", "Account"),
+            ("res_id", "=", customer.id)]).external_id)
+
+    def test_new_company_mapping_version_changes_a_new_customer(self):
+        company_v1 = self.env["ps.hub.mapping"]._hub_active(self.hubspot, "company", model="res.partner")
+        draft = self.draft_of(company_v1)
+        draft.line_ids = [self.partner_line("properties.city", "comment")]
+        draft.action_activate()
+        won = self.close_deal()
+        self.assertEqual(won.state, "done", won.last_error)
+        customer = won._hub_record().partner_id
+        self.assertTrue(customer.city)
+        self.assertIn(customer.city, str(customer.comment), "the new version's line filled the new customer")
+
+    def test_a_customer_mapping_that_fails_is_a_business_error(self):
+        account_v1 = self.env.ref("ps_quote_to_cash.mapping_salesforce_account")
+        draft = self.draft_of(account_v1)
+        draft.line_ids = [self.partner_line("No_Such_Field__c", "ref", required=True)]
+        draft.action_activate()
+        event = self.win_opportunity()
+        self.assertEqual((event.state, event.reason), ("exception", "mapping_failed"))
+        self.assertIn("ref: required", event.last_error)
         self.assertFalse(event._hub_record())
