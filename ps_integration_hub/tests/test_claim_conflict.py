@@ -1,4 +1,5 @@
 import json
+import time
 from unittest.mock import patch
 
 import psycopg2
@@ -90,6 +91,7 @@ class TestClaimConflict(TransactionCase):
         # the worker's connection locks its rows (as _hub_process_claimed does), then its process dies
         _db, params = sql_db.connection_info_for(self.env.cr.dbname)
         dying = psycopg2.connect(**params)
+        dying_pid = dying.get_backend_pid()
         with self.registry.cursor() as cr_other:
             other = api.Environment(cr_other, api.SUPERUSER_ID, {})["ps.hub.engine"]
             try:
@@ -99,6 +101,9 @@ class TestClaimConflict(TransactionCase):
                 cr_other.rollback()
             finally:
                 dying.close()  # PostgreSQL ends its transaction and releases the rows
+            # ... once its backend has read the goodbye and ended: not at once on a loaded machine
+            self.wait_backend_gone(dying_pid)
+            cr_other.rollback()  # a fresh snapshot
             with mute_logger("odoo.addons.ps_integration_hub.models.ps_hub_engine"):
                 self.assertEqual(other._hub_reclaim_stale(), len(ids))
         self.assertEqual({i: s[:2] for i, s in self.states().items()}, dict.fromkeys(ids, ("retry", 1)))
@@ -109,6 +114,17 @@ class TestClaimConflict(TransactionCase):
             wait, lost = cr.fetchone()
         self.assertGreaterEqual(wait, 10, "the connector's backoff (base 30 s, at least half of it), not now")
         self.assertTrue(lost)
+
+    def wait_backend_gone(self, pid: int, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        with self.registry.cursor() as cr:
+            while True:
+                cr.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid])
+                if not cr.fetchone():
+                    return
+                self.assertLess(time.monotonic(), deadline, f"backend {pid} still alive after its connection closed")
+                cr.rollback()  # pg_stat_activity is read once per transaction
+                time.sleep(0.05)
 
     def event_ids(self) -> list[int]:
         with self.registry.cursor() as cr:
