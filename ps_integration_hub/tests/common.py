@@ -7,6 +7,8 @@ from cryptography.fernet import Fernet
 
 from odoo.tests import TransactionCase, new_test_user
 
+from ps_hub_fakes import FakeHubSpot, FakeSalesforce
+
 TEST_KEY = Fernet.generate_key().decode()
 
 
@@ -74,6 +76,17 @@ class HubCaseMixin:
             health = ps_hub_connector._HEALTH.get((self.env.cr.dbname, connector.id))
             if health:
                 health.pause_until = 0.0
+
+    @classmethod
+    def start_fake_vendors(cls):
+        """Fake HubSpot and Salesforce servers for the class, the test connectors calling them
+        (setup_hub first)."""
+        cls.fake_hubspot = FakeHubSpot(token="pat-test-token").start()
+        cls.addClassCleanup(cls.fake_hubspot.stop)
+        cls.fake_salesforce = FakeSalesforce(client_id="client-id", client_secret="client-secret").start()
+        cls.addClassCleanup(cls.fake_salesforce.stop)
+        cls.hubspot.base_url = cls.fake_hubspot.base_url
+        cls.salesforce.base_url = cls.fake_salesforce.base_url
 
     @classmethod
     def setup_hub(cls):

@@ -8,7 +8,7 @@ from odoo.exceptions import AccessError
 from odoo.tests import TransactionCase, tagged
 from odoo.tools import mute_logger
 
-from ps_hub_fakes import FakeHubSpot, FakeSalesforce
+from ps_hub_fakes import FakeHubSpot
 
 from ..services.errors import ConnectorPaused, PermanentError, RateLimited, TransientError
 from .common import HubCaseMixin, patched_handler
@@ -32,12 +32,7 @@ class TestRateLimitsAndBreaker(HubCaseMixin, TransactionCase):
     def setUpClass(cls):
         super().setUpClass()
         cls.setup_hub()
-        cls.fake_hubspot = FakeHubSpot(token="pat-test-token").start()
-        cls.addClassCleanup(cls.fake_hubspot.stop)
-        cls.fake_salesforce = FakeSalesforce(client_id="client-id", client_secret="client-secret").start()
-        cls.addClassCleanup(cls.fake_salesforce.stop)
-        cls.hubspot.base_url = cls.fake_hubspot.base_url
-        cls.salesforce.base_url = cls.fake_salesforce.base_url
+        cls.start_fake_vendors()
         cls.Connector = cls.env["ps.hub.connector"]
 
     def setUp(self):

@@ -7,7 +7,7 @@ from freezegun import freeze_time
 
 from odoo.tests import TransactionCase, tagged
 
-from ps_hub_fakes import FakeHubSpot, FakeSalesforce
+from ps_hub_fakes import FakeSalesforce
 
 from ..services.errors import OutOfTime, PermanentError, TransientError
 from .common import HubCaseMixin
@@ -23,12 +23,7 @@ class TestOutbound(HubCaseMixin, TransactionCase):
     def setUpClass(cls):
         super().setUpClass()
         cls.setup_hub()
-        cls.fake_salesforce = FakeSalesforce(client_id="client-id", client_secret="client-secret").start()
-        cls.addClassCleanup(cls.fake_salesforce.stop)
-        cls.fake_hubspot = FakeHubSpot(token="pat-test-token").start()
-        cls.addClassCleanup(cls.fake_hubspot.stop)
-        cls.salesforce.base_url = cls.fake_salesforce.base_url
-        cls.hubspot.base_url = cls.fake_hubspot.base_url
+        cls.start_fake_vendors()
 
     def setUp(self):
         super().setUp()

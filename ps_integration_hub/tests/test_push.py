@@ -5,8 +5,6 @@ from unittest.mock import patch
 from odoo import Command, fields
 from odoo.tests import TransactionCase, tagged
 
-from ps_hub_fakes import FakeHubSpot, FakeSalesforce
-
 from .common import HubCaseMixin, patched_handler
 
 DEAL = "19077001"
@@ -28,12 +26,7 @@ class TestPush(HubCaseMixin, TransactionCase):
     def setUpClass(cls):
         super().setUpClass()
         cls.setup_hub()
-        cls.fake_hubspot = FakeHubSpot(token="pat-test-token").start()
-        cls.addClassCleanup(cls.fake_hubspot.stop)
-        cls.fake_salesforce = FakeSalesforce(client_id="client-id", client_secret="client-secret").start()
-        cls.addClassCleanup(cls.fake_salesforce.stop)
-        cls.hubspot.base_url = cls.fake_hubspot.base_url
-        cls.salesforce.base_url = cls.fake_salesforce.base_url
+        cls.start_fake_vendors()
         cls.Event = cls.env["ps.hub.event"]
         cls.Binding = cls.env["ps.hub.binding"]
         cls.client = cls.env["res.partner"].create({"name": "Northwind Legal", "ref": "NW-1"})

@@ -1,7 +1,5 @@
 from odoo.addons.ps_integration_hub.tests.common import HubCaseMixin
 
-from ps_hub_fakes import FakeHubSpot, FakeSalesforce
-
 SKUS = {
     "PS-CONSULT-TM": "Implementation consulting",
     "PS-BLUEPRINT-MS": "Solution blueprint",
@@ -27,12 +25,7 @@ class Q2CMixin(HubCaseMixin):
     @classmethod
     def setup_q2c(cls):
         cls.setup_hub()
-        cls.fake_hubspot = FakeHubSpot(token="pat-test-token").start()
-        cls.addClassCleanup(cls.fake_hubspot.stop)
-        cls.fake_salesforce = FakeSalesforce(client_id="client-id", client_secret="client-secret").start()
-        cls.addClassCleanup(cls.fake_salesforce.stop)
-        cls.hubspot.base_url = cls.fake_hubspot.base_url
-        cls.salesforce.base_url = cls.fake_salesforce.base_url
+        cls.start_fake_vendors()
         # the test connectors are sandboxes that someone allowed to make orders
         cls.env["ps.hub.event.type"].search([("handler_model", "=like", "ps.q2c.%")])._hub_switch(
             cls.hubspot | cls.salesforce)
