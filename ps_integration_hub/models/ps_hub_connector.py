@@ -13,7 +13,7 @@ import requests
 
 from odoo import api, fields, models, modules
 from odoo.exceptions import AccessError, UserError
-from odoo.tools import SQL, config
+from odoo.tools import SQL, config, ormcache
 from odoo.tools.query import Query
 
 from ..services import breaker, crypto, parsers, ratelimit, signatures
@@ -212,7 +212,21 @@ class PsHubConnector(models.Model):
         result = super().write(vals)
         if "system" in vals:
             self._hub_activate_event_types()
+        if not self._hub_inbound_cache_keys().isdisjoint(vals):
+            # what the inbound route caches per process (_hub_find_by_token) is read again, in
+            # every process: Odoo signals the cleared cache to the others at commit
+            self.env.registry.clear_cache()
         return result
+
+    def unlink(self):
+        result = super().unlink()
+        self.env.registry.clear_cache()
+        return result
+
+    @api.model
+    def _hub_inbound_cache_keys(self) -> set[str]:
+        """The fields whose change makes the inbound route read its connector again."""
+        return {"inbound_token", "active", *self._hub_inbound_fields()}
 
     def _hub_activate_event_types(self):
         """Give the connectors a setting for each event type of their system."""
@@ -343,19 +357,44 @@ class PsHubConnector(models.Model):
 
     @api.model
     def _hub_find_by_token(self, token: str):
-        """The active connector behind an inbound URL, or an empty recordset."""
+        """The active connector behind an inbound URL, or an empty recordset.
+
+        The fields the route reads (_hub_inbound_fields) come from a per-process cache, cleared
+        in every process when a connector changes them (write, unlink): a delivery then costs no
+        query for its connector. An unknown token is not cached (a flood of made-up URLs must not
+        evict the rest of Odoo's cache), it costs one query each time.
+        """
         if not token or len(token) > 128:
             return self.browse()
-        # One query for what the route reads on every delivery. Built here rather than by
-        # search_fetch(), whose domain parsing and optimizing cost more CPU than the query:
-        # the same WHERE (token, active), and no record rule in sudo mode either.
+        connectors = self.sudo()
+        try:
+            row = connectors._hub_inbound_row(token)
+        except LookupError:
+            return self.browse()
+        connector = connectors.browse(row[0])
+        for name, value in zip(self._hub_inbound_fields(), row[1:], strict=True):
+            connectors._fields[name]._insert_cache(connector, (value,))
+        return connector
+
+    @ormcache("token")
+    def _hub_inbound_row(self, token: str) -> tuple:
+        """(id, *values of _hub_inbound_fields()) of the active connector of ``token``, as read
+        from the database; LookupError (not cached) when there is none."""
+        # Built here rather than by search_fetch(), whose domain parsing and optimizing cost more
+        # CPU than the query: the same WHERE (token, active), and no record rule in sudo mode.
         connectors = self.sudo()
         query = Query(connectors.env, connectors._table, connectors._table_sql)
         table = connectors._table
         query.add_where(SQL("%s = %s AND %s", connectors._field_to_sql(table, "inbound_token", query), token,
                             connectors._field_to_sql(table, "active", query)))  # flushes what they read
         query.limit = 1
-        return connectors._fetch_query(query, [connectors._fields[name] for name in self._hub_inbound_fields()])
+        rows = connectors.env.execute_query(query.select(
+            SQL.identifier(table, "id"),
+            *(connectors._field_to_sql(table, name, query) for name in self._hub_inbound_fields()),
+        ))
+        if not rows:
+            raise LookupError(token)
+        return tuple(rows[0])
 
     @api.model
     def _hub_inbound_fields(self) -> list[str]:

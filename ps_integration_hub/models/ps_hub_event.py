@@ -181,8 +181,11 @@ class PsHubEvent(models.Model):
                 ev.parse_error, ev.occurred_at.isoformat() if ev.occurred_at else None,
                 not malformed and ev.ordering_key is not None,
             ))
+        cron_ids = self._hub_worker_cron_ids()
+        # One round trip: the INSERT, and which worker crons have no due trigger yet (the
+        # statement after it in _hub_trigger_workers otherwise)
         self.env.cr.execute(SQL(
-            "INSERT INTO ps_hub_event (connector_id, system, company_id, direction, event_type, "
+            "WITH ins AS (INSERT INTO ps_hub_event (connector_id, system, company_id, direction, event_type, "
             "event_type_id, external_id, idempotency_key, ordering_key, correlation_id, payload, payload_raw, "
             "headers, state, error_class, reason, last_error, occurred_at, attempts, "
             "next_attempt_at, received_at, held, create_uid, write_uid, create_date, write_date) "
@@ -198,9 +201,10 @@ class PsHubEvent(models.Model):
             # ids in the order of the delivery: the order of the events of one object
             "FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS t(r, n) ORDER BY n "
             "ON CONFLICT (connector_id, direction, idempotency_key) DO NOTHING "
-            "RETURNING id, state",
+            "RETURNING id, state) "
+            "SELECT id, state, (%s) FROM ins",
             connector.id, system, connector.company_id.id, correlation_id, headers_json, connector.id,
-            uid, uid, json.dumps(rows),
+            uid, uid, json.dumps(rows), self._hub_untriggered_sql(cron_ids),
         ))
         inserted = self.env.cr.fetchall()
         new_ids = [row[0] for row in inserted]
@@ -215,36 +219,48 @@ class PsHubEvent(models.Model):
                 "WHERE e.id IN %s AND e.ordering_key IS NOT NULL AND e.state = 'pending'",
                 tuple(new_ids),
             ))
-        if any(state == "pending" for _id, state in inserted):
-            self._hub_trigger_workers()
+        if any(state == "pending" for _id, state, _crons in inserted):
+            self._hub_trigger_workers(untriggered=inserted[0][2] or [])
         return new_ids, len(events) - len(new_ids)
 
     @api.model
-    def _hub_trigger_workers(self, at=None):
+    def _hub_worker_cron_ids(self) -> list[int]:
+        IrModelData = self.env["ir.model.data"]
+        return [cron_id for cron_id in (IrModelData._xmlid_to_res_id(x, raise_if_not_found=False)
+                                        for x in WORKER_CRONS) if cron_id]
+
+    @api.model
+    def _hub_untriggered_sql(self, cron_ids: list[int]) -> SQL:
+        """The ids (an array, NULL for none) of the active crons of ``cron_ids`` that have no due trigger."""
+        return SQL(
+            "SELECT array_agg(c.id) FROM ir_cron c WHERE c.id = ANY(%s) AND c.active AND NOT EXISTS ("
+            "SELECT 1 FROM ir_cron_trigger t WHERE t.cron_id = c.id "
+            "AND t.call_at <= statement_timestamp() AT TIME ZONE 'UTC')",
+            cron_ids,
+        )
+
+    @api.model
+    def _hub_trigger_workers(self, at=None, untriggered=None):
         """Wake the worker crons (after commit) instead of waiting for their next run.
 
         A cron that already has a due trigger gets no second one: under load every delivery
         would otherwise add a row the cron deletes unread. The runners are still woken, at
         most twice a second per process (on a connection to the 'postgres' database that the
         process keeps), in case one skipped the due trigger while the job ran elsewhere.
+        ``untriggered``: the crons without a due trigger, when the caller already read them
+        (_hub_untriggered_sql, in the statement that queued the events).
         """
-        IrModelData = self.env["ir.model.data"]
-        cron_ids = tuple(filter(None, (IrModelData._xmlid_to_res_id(x, raise_if_not_found=False)
-                                       for x in WORKER_CRONS)))
-        if not cron_ids:
-            return
         Cron = self.env["ir.cron"].sudo()
         if at is not None:
-            for cron in Cron.browse(cron_ids):
+            for cron in Cron.browse(self._hub_worker_cron_ids()):
                 cron._trigger(at)
             return
-        self.env.cr.execute(SQL(
-            "SELECT c.id FROM ir_cron c WHERE c.id IN %s AND c.active AND NOT EXISTS ("
-            "SELECT 1 FROM ir_cron_trigger t WHERE t.cron_id = c.id "
-            "AND t.call_at <= statement_timestamp() AT TIME ZONE 'UTC')",
-            cron_ids,
-        ))
-        untriggered = [row[0] for row in self.env.cr.fetchall()]
+        if untriggered is None:
+            cron_ids = self._hub_worker_cron_ids()
+            if not cron_ids:
+                return
+            self.env.cr.execute(self._hub_untriggered_sql(cron_ids))
+            untriggered = self.env.cr.fetchone()[0] or []
         for cron in Cron.browse(untriggered):
             cron._trigger()  # notifies the runners after commit
         global _LAST_WAKEUP  # noqa: PLW0603

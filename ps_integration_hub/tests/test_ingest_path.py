@@ -79,21 +79,69 @@ class TestIngestPath(HubCase):
         self.assertEqual((row["state"], row["reason"], row["payload"]), ("exception", "malformed", None))
         self.assertEqual(parsers.raw_bytes(row["payload_raw"]), body)
 
-    def test_find_by_token_reads_the_connector_in_one_query(self):
+    def test_find_by_token_reads_the_connector_once_per_process(self):
         Connector = self.env["ps.hub.connector"]
         token = self.hubspot.sudo().inbound_token
         self.assertEqual(Connector._hub_inbound_fields()[0], "system")
+        self.env.registry.clear_cache()
         self.env.invalidate_all()
         with self.assertQueryCount(1):
             connector = Connector._hub_find_by_token(token)
             values = [connector[name] for name in Connector._hub_inbound_fields()]
         self.assertEqual(connector, self.hubspot)
         self.assertEqual(values[0], "hubspot")
+        self.env.invalidate_all()
+        with self.assertQueryCount(0):  # the next deliveries: from the per-process cache
+            connector = Connector._hub_find_by_token(token)
+            self.assertEqual([connector[name] for name in Connector._hub_inbound_fields()], values)
+        # a changed field is read again (the write clears the cache of every process)
+        self.hubspot.sudo().max_body_bytes = 4321
+        self.env.invalidate_all()
+        self.assertEqual(Connector._hub_find_by_token(token).max_body_bytes, 4321)
+        # a rotated secret: verified against the new one at once
+        self.hubspot.sudo().signing_secret = "rotated-secret"
+        self.env.invalidate_all()
+        self.assertEqual(Connector._hub_find_by_token(token)._hub_signing_secrets()[0], "rotated-secret")
+        # an unknown token is not cached: a connector given that token later is found
         self.assertFalse(Connector._hub_find_by_token("no-such-token"))
+        other = self.hubspot.sudo().copy({"name": "found later"})
+        other.inbound_token = "no-such-token"
+        self.env.invalidate_all()
+        self.assertEqual(Connector._hub_find_by_token("no-such-token"), other)
         self.assertFalse(Connector._hub_find_by_token("x" * 129))
         self.assertFalse(Connector._hub_find_by_token(""))
         self.hubspot.active = False
         self.assertFalse(Connector._hub_find_by_token(token), "an archived connector takes nothing")
+        other.unlink()
+        self.assertFalse(Connector._hub_find_by_token("no-such-token"), "a deleted connector takes nothing")
+
+    def test_enqueue_triggers_each_worker_cron_once(self):
+        crons = self.env["ps.hub.event"]._hub_worker_cron_ids()
+        self.assertEqual(len(crons), 2)
+        self.env["ir.cron"].browse(crons).write({"active": True})
+        self.env.cr.execute("DELETE FROM ir_cron_trigger WHERE cron_id = ANY(%s)", [crons])
+
+        def due_triggers():
+            self.env.cr.execute(
+                "SELECT cron_id, count(*) FROM ir_cron_trigger WHERE cron_id = ANY(%s) "
+                "AND call_at <= clock_timestamp() AT TIME ZONE 'UTC' GROUP BY cron_id ORDER BY cron_id", [crons])
+            return self.env.cr.fetchall()
+
+        body = [{"eventId": 11, "portalId": 7, "subscriptionType": "company.creation", "objectId": 5}]
+        self.enqueue(self.hubspot, body)
+        self.env["ir.cron.trigger"].flush_model()
+        self.assertEqual(due_triggers(), [(crons[0], 1), (crons[1], 1)])
+        # a due trigger is there: the next deliveries add none, and duplicates never trigger
+        self.enqueue(self.hubspot, [dict(body[0], eventId=12)])
+        self.enqueue(self.hubspot, body)
+        self.env["ir.cron.trigger"].flush_model()
+        self.assertEqual(due_triggers(), [(crons[0], 1), (crons[1], 1)])
+        # a cron switched off is not triggered
+        self.env.cr.execute("DELETE FROM ir_cron_trigger WHERE cron_id = ANY(%s)", [crons])
+        self.env["ir.cron"].browse(crons[1]).active = False
+        self.enqueue(self.hubspot, [dict(body[0], eventId=13)])
+        self.env["ir.cron.trigger"].flush_model()
+        self.assertEqual(due_triggers(), [(crons[0], 1)])
 
     def test_notify_runners_on_a_kept_connection(self):
         listener = psycopg2.connect(**sql_db.connection_info_for("postgres")[1])
