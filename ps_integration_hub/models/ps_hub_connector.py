@@ -218,6 +218,18 @@ class PsHubConnector(models.Model):
             self.env.registry.clear_cache()
         return result
 
+    @api.ondelete(at_uninstall=False)
+    def _unlink_except_events(self):
+        # ps_hub_event.connector_id has no foreign key (see _Many2oneWithoutForeignKey)
+        self.env["ps.hub.event"].flush_model(["connector_id"])
+        self.env.cr.execute(SQL(
+            "SELECT DISTINCT connector_id FROM ps_hub_event WHERE connector_id = ANY(%s)", self.ids))
+        used = self.browse(row[0] for row in self.env.cr.fetchall())
+        if used:
+            raise UserError(self.env._(
+                "Connectors with events cannot be deleted (%s): archive them instead, the events "
+                "stay readable on the desk.", ", ".join(used.mapped("display_name"))))
+
     def unlink(self):
         result = super().unlink()
         self.env.registry.clear_cache()

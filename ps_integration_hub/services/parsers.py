@@ -75,6 +75,11 @@ class ParsedEvent:
     parse_error: str | None = None
     raw: str | None = None  # the body as raw_text() keeps it, for malformed events
     portal_id: str | None = None  # HubSpot: the portal (account) the event is from
+    # where ``payload`` is in the delivery's ``json_text``: -1 the whole body, k >= 0 the k-th
+    # element of its array; None: not there (stored from ``payload``). Then the database reads
+    # the payload out of the body it is given once, rather than from a copy of each payload
+    # that Python would encode again (most of the Python time of a 100-event delivery).
+    payload_index: int | None = None
 
 
 @dataclass
@@ -83,6 +88,7 @@ class Delivery:
 
     events: list[ParsedEvent] = field(default_factory=list)
     organization_id: str | None = None  # Salesforce only
+    json_text: str | None = None  # the body as checked JSON text, when events have a payload_index
 
 
 def _digest(data: bytes) -> str:
@@ -204,17 +210,23 @@ def _finite_float(literal: str) -> float:
 
 def _load_json(body: bytes):
     """(value, None) for a storable JSON body, else (None, why not)."""
+    value, _text, error = _load_json_text(body)
+    return value, error
+
+
+def _load_json_text(body: bytes):
+    """(value, text, None) for a storable JSON body, else (None, None, why not)."""
     try:
         text = body.decode("utf-8")
         value = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
     except RecursionError:
-        return None, "invalid JSON: nested too deep"
+        return None, None, "invalid JSON: nested too deep"
     except ValueError as exc:  # also UnicodeDecodeError, and ints over 4300 digits
-        return None, f"invalid JSON: {exc}"
+        return None, None, f"invalid JSON: {exc}"
     problem = _jsonb_problem(value, text)
     if problem:
-        return None, f"unstorable JSON: {problem}"
-    return value, None
+        return None, None, f"unstorable JSON: {problem}"
+    return value, text, None
 
 
 def media_type(content_type: str | None) -> str:
@@ -264,14 +276,22 @@ def _hubspot_event(item) -> ParsedEvent:
 
 def parse_hubspot(body: bytes, headers=None) -> Delivery:
     """A JSON array of up to 100 events; dedupe on portalId and eventId."""
-    data, error = _load_json(body)
+    data, text, error = _load_json_text(body)
     if error:
         return Delivery([_malformed(body, error)])
     if isinstance(data, dict):
-        data = [data]
+        return Delivery([_in_body(_hubspot_event(data), -1)], json_text=text)
     if not isinstance(data, list) or not data:
         return Delivery([_malformed(body, "expected a non-empty JSON array of events")])
-    return Delivery([_hubspot_event(item) for item in data])
+    return Delivery([_in_body(_hubspot_event(item), k) for k, item in enumerate(data)], json_text=text)
+
+
+def _in_body(event: ParsedEvent, index: int) -> ParsedEvent:
+    """``event``, its payload located in the body (not for a malformed one: its payload is
+    what could be read of it, and its raw text is what is kept)."""
+    if event.parse_error is None:
+        event.payload_index = index
+    return event
 
 
 # Salesforce outbound message -------------------------------------------------------
@@ -342,7 +362,7 @@ def parse_salesforce(body: bytes, headers=None) -> Delivery:
 
 def parse_stripe(body: bytes, headers=None) -> Delivery:
     """One event object; dedupe on its id."""
-    event, error = _load_json(body)
+    event, text, error = _load_json_text(body)
     if error:
         return Delivery([_malformed(body, error)])
     if not isinstance(event, dict) or not _ident(event.get("id")) or not _name(event.get("type")):
@@ -360,14 +380,15 @@ def parse_stripe(body: bytes, headers=None) -> Delivery:
         ordering_key=f"{obj_kind}:{obj_id}" if obj_id else None,
         payload=event,
         occurred_at=_from_s(event.get("created")),
-    )])
+        payload_index=-1,
+    )], json_text=text)
 
 
 # BambooHR --------------------------------------------------------------------------
 
 def parse_bamboohr(body: bytes, headers=None) -> Delivery:
     """One event-based webhook; it has no event id, so the body digest is the key."""
-    event, error = _load_json(body)
+    event, text, error = _load_json_text(body)
     if error:
         return Delivery([_malformed(body, error)])
     data = event.get("data") if isinstance(event, dict) else None
@@ -383,7 +404,8 @@ def parse_bamboohr(body: bytes, headers=None) -> Delivery:
         external_id=employee_id,
         ordering_key=f"employee:{employee_id}" if employee_id else None,
         payload=event,
-    )])
+        payload_index=-1,
+    )], json_text=text)
 
 
 # Standard Webhooks -----------------------------------------------------------------

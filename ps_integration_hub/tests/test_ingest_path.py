@@ -5,6 +5,7 @@ from datetime import datetime
 import psycopg2
 
 from odoo import sql_db
+from odoo.exceptions import UserError
 from odoo.tests import tagged
 
 from ..models import ir_cron as hub_cron
@@ -71,6 +72,39 @@ class TestIngestPath(HubCase):
         self.assertTrue(self.stored(later)[0]["held"])
         again, duplicates = self.enqueue(self.hubspot, body)
         self.assertEqual((again.ids, duplicates), ([], 4))
+
+    def test_payloads_read_out_of_the_body_as_sent(self):
+        """The database takes each payload out of the body (ParsedEvent.payload_index): the
+        stored payload is the vendor's JSON value, whatever its spacing, escapes and numbers."""
+        item = {"eventId": 31, "portalId": 7, "subscriptionType": "company.creation", "objectId": 9,
+                "n": 1.25, "big": 12345678901234567890, "text": "é \u2028 😀 \"q\" \\ / \t"}
+        text = json.dumps(item, ensure_ascii=True, indent=3)
+        cases = [
+            (self.hubspot, ("[ " + text + " ,\n" + text.replace("31", "32", 1) + "]").encode(),
+             [item, dict(item, eventId=32)]),
+            (self.hubspot, text.replace("31", "33", 1).encode(), [dict(item, eventId=33)]),  # one object
+            (self.stripe, json.dumps({"id": "evt_1", "type": "invoice.paid", "created": 1764400000,
+                                      "data": {"object": {"id": "in_1", "object": "invoice", "x": 0.1}}}).encode(),
+             [{"id": "evt_1", "type": "invoice.paid", "created": 1764400000,
+               "data": {"object": {"id": "in_1", "object": "invoice", "x": 0.1}}}]),
+            (self.bamboohr, b'{"type": "employee.updated", "data": {"employeeId": "12", "k": [1, 2.5e3]}}',
+             [{"type": "employee.updated", "data": {"employeeId": "12", "k": [1, 2500.0]}}]),
+        ]
+        for connector, body, payloads in cases:
+            with self.subTest(system=connector.system, body=body[:40]):
+                delivery = connector._hub_parse_delivery(body, {})
+                self.assertIsNotNone(delivery.json_text)
+                self.assertTrue(all(ev.payload_index is not None for ev in delivery.events))
+                events, _dup = self.enqueue(connector, body)
+                self.assertEqual([row["payload"] for row in self.stored(events)], payloads)
+        # events of other portals dropped from a delivery: the others keep their own payloads
+        self.hubspot.sudo().hubspot_portal_id = "7"
+        body = json.dumps([dict(item, eventId=41, portalId=8), dict(item, eventId=42), dict(item, eventId=43)])
+        delivery = self.hubspot._hub_parse_delivery(body.encode(), {})
+        self.assertEqual(self.hubspot._hub_check_delivery(delivery), 1)
+        ids, _dup = self.env["ps.hub.event"]._hub_enqueue(self.hubspot, delivery, {})
+        self.assertEqual([row["payload"]["eventId"] for row in self.stored(self.env["ps.hub.event"].browse(ids))],
+                         [42, 43])
 
     def test_enqueue_keeps_a_malformed_body_losslessly(self):
         body = b"\x00\xff[not json"
@@ -142,6 +176,23 @@ class TestIngestPath(HubCase):
         self.enqueue(self.hubspot, [dict(body[0], eventId=13)])
         self.env["ir.cron.trigger"].flush_model()
         self.assertEqual(due_triggers(), [(crons[0], 1)])
+
+    def test_no_foreign_key_on_the_shared_rows_and_the_orm_keeps_integrity(self):
+        self.env.cr.execute(
+            "SELECT a.attname FROM pg_constraint c JOIN pg_attribute a ON a.attrelid = c.conrelid "
+            "AND a.attnum = ANY(c.conkey) WHERE c.conrelid = 'ps_hub_event'::regclass AND c.contype = 'f' "
+            "ORDER BY 1")
+        keys = [row[0] for row in self.env.cr.fetchall()]
+        self.assertNotIn("connector_id", keys)
+        self.assertNotIn("company_id", keys)
+        self.assertIn("event_type_id", keys, "the other many2ones keep theirs")
+        unused = self.hubspot.sudo().copy({"name": "no events"})
+        self.enqueue(self.hubspot, [{"eventId": 21, "portalId": 7, "subscriptionType": "company.creation",
+                                     "objectId": 5}])
+        with self.assertRaisesRegex(UserError, "Connectors with events cannot be deleted"):
+            self.hubspot.sudo().unlink()
+        unused.unlink()
+        self.assertFalse(unused.exists())
 
     def test_notify_runners_on_a_kept_connection(self):
         listener = psycopg2.connect(**sql_db.connection_info_for("postgres")[1])
