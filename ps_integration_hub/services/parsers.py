@@ -470,6 +470,7 @@ def parse_delivery(system: str, body: bytes, headers=None) -> Delivery:
 # adds (ps.hub.connector._hub_parser): with them its events are storable whatever an
 # authentic body holds, as the module docstring requires.
 load_json = _load_json  # (value, None) for a storable JSON body, else (None, why not)
+load_json_text = _load_json_text  # (value, text, None): the text for Delivery.json_text, else (None, None, why not)
 malformed = _malformed  # the malformed event that keeps a whole body, keyed by its digest
 ident = _ident  # an identifier (printable, short) or None
 event_name = _name  # an event type name or None
