@@ -1,4 +1,4 @@
-from odoo import api, fields, models
+from odoo import api, fields, models, tools
 from odoo.exceptions import ValidationError
 
 from ..services.mapping import lookup_key
@@ -86,6 +86,23 @@ class PsHubValueMap(models.Model):
         if found is None or value_map.kind == "value":
             return found
         return self.env[value_map.res_model].sudo().browse(found).exists() or None
+
+    @api.model
+    @tools.ormcache("code", "value")
+    def _hub_external_values(self, code: str, value: str) -> frozenset | None:
+        """The vendor values the active value map ``code`` gives the text ``value`` (any case,
+        as entries are looked up), say the deal stages valued ``won``. None when no active map
+        has that code (deleted or archived), for the caller to fall back on its own.
+
+        Cached per registry, as the mappings are: a change of a map or of an entry clears the
+        cache (``ps.hub.cached.mixin``), in every process, so it counts from the next event.
+        """
+        value_map = self.sudo().search([("code", "=", code)], limit=1)
+        if not value_map:
+            return None
+        wanted = lookup_key(value)
+        return frozenset(entry.external_value for entry in value_map.entry_ids
+                         if entry.value and lookup_key(entry.value) == wanted)
 
 
 class PsHubValueMapEntry(models.Model):

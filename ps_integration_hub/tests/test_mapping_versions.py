@@ -51,6 +51,31 @@ class TestMappingModels(HubCase):
         with self.assertRaises(ValidationError):
             self.countries.entry_ids = [(0, 0, {"external_value": "Nowhere"})]  # maps to nothing
 
+    def test_external_values_of_a_value_follow_the_map_at_once(self):
+        """What closed-won detection reads (the stages valued won): cached, and every change of
+        the map or of an entry counts at once."""
+        ValueMap = self.env["ps.hub.value.map"]
+        stages = ValueMap.with_user(self.user_manager).create({
+            "name": "Test stages", "code": "test_stage", "kind": "value",
+            "entry_ids": [(0, 0, {"external_value": "closedwon", "value": "won"}),
+                          (0, 0, {"external_value": "closedlost", "value": "lost"})],
+        })
+        self.assertEqual(ValueMap._hub_external_values("test_stage", "won"), {"closedwon"})
+        self.assertEqual(ValueMap._hub_external_values("test_stage", " Won"), {"closedwon"}, "any case")
+        self.assertEqual(ValueMap._hub_external_values("test_stage", "open"), frozenset())
+        self.assertIsNone(ValueMap._hub_external_values("no_such_map", "won"))
+        stages.with_user(self.user_manager).entry_ids = [(0, 0, {"external_value": "98765432", "value": "won"})]
+        self.assertEqual(ValueMap._hub_external_values("test_stage", "won"), {"closedwon", "98765432"})
+        lost = stages.entry_ids.filtered(lambda e: e.external_value == "closedlost")
+        lost.with_user(self.user_manager).value = "WON"
+        self.assertEqual(ValueMap._hub_external_values("test_stage", "won"), {"closedwon", "closedlost", "98765432"})
+        lost.with_user(self.user_manager).unlink()
+        self.assertEqual(ValueMap._hub_external_values("test_stage", "won"), {"closedwon", "98765432"})
+        stages.with_user(self.user_manager).action_archive()
+        self.assertIsNone(ValueMap._hub_external_values("test_stage", "won"), "an archived map is no map")
+        stages.with_user(self.user_manager).action_unarchive()
+        self.assertEqual(ValueMap._hub_external_values("test_stage", "won"), {"closedwon", "98765432"})
+
     def test_connector_mapping_comes_before_the_systems(self):
         self.inbound.action_activate()
         own = self.inbound.copy({"connector_id": self.stripe.id, "version": 0, "name": "Own"})

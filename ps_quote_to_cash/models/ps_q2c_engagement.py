@@ -20,6 +20,8 @@ WEBSITE_HOST = (r"regexp_replace(regexp_replace(split_part(regexp_replace(lower(
                 r"'^[a-z][a-z0-9+.-]*://([^@/]*@)?', ''), '/', 1), ':[0-9]*$', ''), '^www\.', '')")
 EMAIL_HOST = r"substring(lower(btrim(email)) from '@([^@]*)$')"
 LOCK_TIMEOUT_MS = 5000
+# the value map whose entries valued WON are the won deal stages (data/ps_hub_mapping_data.xml)
+DEAL_STAGE_MAP, WON = "deal_stage", "won"
 # the order fields the closed-won flow decides: a deal mapping's value for one must agree
 FLOW_FIELDS = ("company_id", "partner_id", "partner_invoice_id", "currency_id", "pricelist_id", "order_line")
 # the identity row another worker holds, or changed after this transaction's snapshot
@@ -137,6 +139,21 @@ class PsQ2cEngagement(models.AbstractModel):
         if engagement.source is None:
             return self.env["ps.hub.mapping"]
         return self.env["ps.hub.mapping"]._hub_active(connector, engagement.deal_model, model="sale.order")
+
+    @api.model
+    def _q2c_won_stages(self, built_in):
+        """The deal stages that are won: the vendor values the *Deal stage* value map
+        (``deal_stage``) gives ``won``, so that an administrator adds a HubSpot custom
+        pipeline's won stage id, or a Salesforce org's own won stage, as one entry. Cached
+        (``ps.hub.value.map._hub_external_values``): a changed entry counts from the next event.
+
+        Without an active Deal stage map (deleted or archived): the vendor's ``built_in``
+        stages (``hubspot.WON_STAGES``, closedwon; ``salesforce.WON_STAGES``, Closed Won), so
+        that closed-won deals keep making orders. An active map decides alone: an entry
+        valued otherwise is not won, and a map without a won entry wins no stage.
+        """
+        won = self.env["ps.hub.value.map"]._hub_external_values(DEAL_STAGE_MAP, WON)
+        return built_in if won is None else won
 
     @api.model
     def _q2c_mapped_properties(self, connector, deal_model):

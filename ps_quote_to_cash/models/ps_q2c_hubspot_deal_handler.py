@@ -21,10 +21,11 @@ class PsQ2cHubspotDealHandler(models.AbstractModel):
         create, one confirmation, one project generation)."""
         results, contexts, pending, repeats = {}, {}, [], {}
         first_of_deal = {}
+        won_stages = self.env["ps.q2c.engagement"]._q2c_won_stages(hubspot.WON_STAGES)
         for event in events:
             context = contexts[event.id] = {}
             try:
-                found = self._q2c_read(event, context)
+                found = self._q2c_read(event, context, won_stages)
             except (HubError, IgnoreEvent) as exc:
                 results[event.id] = oc.of_exception(exc, event.attempts).noting(context)
                 continue
@@ -54,14 +55,20 @@ class PsQ2cHubspotDealHandler(models.AbstractModel):
             return None
         return {"properties": {payload["propertyName"]: payload.get("propertyValue")}}, True
 
-    def _q2c_read(self, event, context):
-        """The order a replay already made, or the deal read from HubSpot as an engagement."""
+    def _q2c_read(self, event, context, won_stages):
+        """The order a replay already made, or the deal read from HubSpot as an engagement.
+        ``won_stages``: the stage ids that are won (``ps.q2c.engagement._q2c_won_stages``)."""
         payload = event.payload or {}
-        if not hubspot.is_closed_won(payload):
-            raise IgnoreEvent(
-                f"deal {payload.get('objectId')}: {payload.get('propertyName')} changed to "
-                f"{payload.get('propertyValue')!r}, not a closed-won"
-            )
+        if not hubspot.is_closed_won(payload, won_stages):
+            message = (f"deal {payload.get('objectId')}: {payload.get('propertyName')} changed to "
+                       f"{payload.get('propertyValue')!r}, not a closed-won")
+            if hubspot.is_stage_change(payload):
+                # most are moves between open stages; the one that matters is a custom
+                # pipeline's won stage, whose id HubSpot chose and only the value map knows
+                message += (" stage. A custom pipeline's won stage counts once it is in the Deal stage "
+                            "value map (Integration Hub > Configuration > Value Maps): its stage id as "
+                            "the vendor value, won as the Odoo value.")
+            raise IgnoreEvent(message)
         deal_id = str(payload.get("objectId") or "")
         if not deal_id.isdigit():
             raise PermanentError(f"HubSpot deal id {deal_id!r} is not numeric", reason="malformed")
@@ -70,4 +77,4 @@ class PsQ2cHubspotDealHandler(models.AbstractModel):
             return existing
         context["reference"] = f"HubSpot deal {deal_id}"  # until the deal's name is known
         extra = self.env["ps.q2c.engagement"]._q2c_mapped_properties(event.connector_id, "deal")
-        return hubspot.read_closed_won(event.connector_id._hub_request, deal_id, context, extra)
+        return hubspot.read_closed_won(event.connector_id._hub_request, deal_id, context, won_stages, extra)

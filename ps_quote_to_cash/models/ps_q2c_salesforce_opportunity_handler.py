@@ -18,11 +18,12 @@ class PsQ2cSalesforceOpportunityHandler(models.AbstractModel):
         """Each Opportunity read and applied on its own (a message names one Opportunity)."""
         results = {}
         Engagement = self.env["ps.q2c.engagement"]
+        won_stages = Engagement._q2c_won_stages(salesforce.WON_STAGES)
         for event in events:
             context, mapping = {}, None
             try:
                 with self.env.cr.savepoint():
-                    found = self._q2c_read(event, context)
+                    found = self._q2c_read(event, context, won_stages)
                     if not isinstance(found, models.BaseModel):
                         # the mapping version that reads the Opportunity (none: the code reads it)
                         mapping = Engagement._q2c_mapping(event.connector_id, found).id
@@ -38,13 +39,17 @@ class PsQ2cSalesforceOpportunityHandler(models.AbstractModel):
         sobject = ((event.payload or {}) if payload is None else payload).get("sobject")
         return (sobject, True) if isinstance(sobject, dict) and mapping.external_object == "Opportunity" else None
 
-    def _q2c_read(self, event, context):
-        """The order a replay already made, or the Opportunity read over REST as an engagement."""
+    def _q2c_read(self, event, context, won_stages):
+        """The order a replay already made, or the Opportunity read over REST as an engagement.
+        ``won_stages``: the stage names that are won (``ps.q2c.engagement._q2c_won_stages``)."""
         sobject = (event.payload or {}).get("sobject") or {}
         opp_id = sobject.get("Id")
-        if not salesforce.is_closed_won(sobject):
+        if not salesforce.is_closed_won(sobject, won_stages):
             # nothing is made for it, so the message alone may say so
-            raise IgnoreEvent(f"opportunity {opp_id} is at stage {sobject.get('StageName')!r}, not won")
+            raise IgnoreEvent(
+                f"opportunity {opp_id} is at stage {sobject.get('StageName')!r}, not won (the message's "
+                "IsWon is not true, and a won stage of the org's own counts once it is in the Deal stage "
+                "value map, Integration Hub > Configuration > Value Maps, valued won)")
         try:
             query = salesforce.line_items_query(opp_id)
         except ValueError as exc:

@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from odoo.addons.ps_integration_hub.services.errors import BusinessError, PermanentError
+from odoo.addons.ps_integration_hub.services.mapping import lookup_key
 
 # Mail providers whose domain says nothing about who the customer is: a customer is never
 # matched by one of these (an administrator adds more in the system parameter
@@ -138,6 +139,14 @@ def optional_float(value, what: str) -> float | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     return to_float(value, what)
+
+
+def is_won_stage(stage: str | None, won_stages: Iterable[str]) -> bool:
+    """``stage`` is one of ``won_stages`` (the vendor values the Deal stage value map gives
+    ``won``), compared as value maps compare: without surrounding space, in any case."""
+    if stage is None or not str(stage).strip():
+        return False
+    return lookup_key(stage) in {lookup_key(won) for won in won_stages}
 
 
 def is_free_mail(domain: str | None, extra: Iterable[str] = ()) -> bool:

@@ -1,14 +1,18 @@
 """HubSpot CRM v3 objects -> canonical engagement."""
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 from urllib.parse import quote
 
 from odoo.addons.ps_integration_hub.services.errors import BusinessError, IgnoreEvent, PermanentError
 
-from .engagement import Contact, Customer, Engagement, Line, domain_of, optional_float, read_deal
+from .engagement import Contact, Customer, Engagement, Line, domain_of, is_won_stage, optional_float, read_deal
 
+# The won stage of HubSpot's default pipeline. The won stages are data (the entries of the
+# Deal stage value map valued "won", custom pipelines' numeric stage ids among them): these
+# are the stages known without the map, when a database no longer has it.
 CLOSED_WON = "closedwon"
+WON_STAGES = frozenset({CLOSED_WON})
 
 DEAL_PROPERTIES = [
     "dealname", "dealstage", "amount", "deal_currency_code", "closedate", "po_number",
@@ -26,13 +30,17 @@ LINE_PROPERTIES = [
 COMPANY_PROPERTIES = ["name", "domain", "vat_number", "address", "city", "zip", "country", "phone"]
 
 
-def is_closed_won(webhook_event: dict) -> bool:
-    """A deal.propertyChange that moves the deal stage to closedwon."""
-    return (
-        webhook_event.get("subscriptionType") == "deal.propertyChange"
-        and webhook_event.get("propertyName") == "dealstage"
-        and webhook_event.get("propertyValue") == CLOSED_WON
-    )
+def is_stage_change(webhook_event: dict) -> bool:
+    """A deal.propertyChange of the deal stage (to any stage)."""
+    return (webhook_event.get("subscriptionType") == "deal.propertyChange"
+            and webhook_event.get("propertyName") == "dealstage")
+
+
+def is_closed_won(webhook_event: dict, won_stages: Collection[str]) -> bool:
+    """A deal.propertyChange that moves the deal stage to one of ``won_stages`` (the stage
+    ids of the pipelines' won stages: ``closedwon`` in the default pipeline, numeric ids in
+    custom pipelines)."""
+    return is_stage_change(webhook_event) and is_won_stage(webhook_event.get("propertyValue"), won_stages)
 
 
 def deal_stage(deal: dict) -> str | None:
@@ -98,10 +106,10 @@ def engagement(deal: dict, company: dict, contact: dict | None, line_items: list
     )
 
 
-def read_closed_won(request: Callable[..., Any], deal_id: str, context: dict,
+def read_closed_won(request: Callable[..., Any], deal_id: str, context: dict, won_stages: Collection[str],
                     extra_properties: Iterable[str] = ()) -> Engagement:
     """The deal ``deal_id`` read from HubSpot (its company, contact and line items) as an
-    engagement, when HubSpot says it is closed-won now.
+    engagement, when HubSpot says it is at one of ``won_stages`` now.
 
     ``request(method, path, **kwargs)`` calls HubSpot's API (the connector's, which raises
     the hub's errors); ``context`` receives what is learnt of the deal on the way, for the
@@ -116,10 +124,10 @@ def read_closed_won(request: Callable[..., Any], deal_id: str, context: dict,
     context.update(reference=props.get("dealname") or context.get("reference"),
                    currency=props.get("deal_currency_code"), amount=props.get("amount"))
     # the webhook may be a retry, a replay or an edit of an old change: the deal decides
-    if deal_stage(deal) != CLOSED_WON:
+    if not is_won_stage(deal_stage(deal), won_stages):
         raise IgnoreEvent(
-            f"deal {deal_id} is at stage {deal_stage(deal)!r} in HubSpot now, not {CLOSED_WON!r}: "
-            "it is no longer won, so no order is made")
+            f"deal {deal_id} is at stage {deal_stage(deal)!r} in HubSpot now, not a won stage "
+            f"({', '.join(map(repr, sorted(won_stages))) or 'none'}): it is no longer won, so no order is made")
     company_ids = association_ids(deal, "companies")
     if not company_ids:
         raise BusinessError(f"Deal {deal_id} has no associated company: associate one in HubSpot "

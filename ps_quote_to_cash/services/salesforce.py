@@ -1,20 +1,26 @@
 """Salesforce Opportunity outbound message + REST reads -> canonical engagement."""
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from odoo.addons.ps_integration_hub.services.errors import BusinessError, IgnoreEvent, PermanentError
 
-from .engagement import Customer, Engagement, Line, domain_of, optional_float, read_deal, to_float
+from .engagement import Customer, Engagement, Line, domain_of, is_won_stage, optional_float, read_deal, to_float
 
 API = "/services/data/v62.0"
 _SF_ID = re.compile(r"^[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?$")
+# The won stage a new org has. The won stage names are data (the entries of the Deal stage
+# value map valued "won", an org's renamed won stage among them): this is the one known
+# without the map, when a database no longer has it.
+WON_STAGES = frozenset({"Closed Won"})
 
 
-def is_closed_won(sobject: dict) -> bool:
-    """The outbound message names a won opportunity."""
-    return str(sobject.get("IsWon", "")).lower() == "true" or sobject.get("StageName") == "Closed Won"
+def is_closed_won(sobject: dict, won_stages: Collection[str]) -> bool:
+    """The outbound message names a won opportunity: IsWon true, or a StageName among
+    ``won_stages`` (for a message whose fields leave IsWon out). Only a claim: whether the
+    Opportunity is won is IsWon as REST answers it (``read_won_opportunity``)."""
+    return str(sobject.get("IsWon", "")).lower() == "true" or is_won_stage(sobject.get("StageName"), won_stages)
 
 
 def is_won(opportunity: dict) -> bool:

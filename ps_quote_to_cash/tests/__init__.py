@@ -8,3 +8,4 @@ from . import test_event_types
 from . import test_ownership
 from . import test_mappings
 from . import test_invoice_push
+from . import test_won_stages

@@ -8,6 +8,13 @@ SKUS = {
 }
 
 
+def stage_change(event_id, deal_id, stage):
+    """HubSpot's webhook of a deal moved to ``stage`` (a stage id: closedwon, or a custom
+    pipeline's number)."""
+    return {"eventId": event_id, "subscriptionType": "deal.propertyChange", "objectId": int(deal_id),
+            "propertyName": "dealstage", "propertyValue": stage, "occurredAt": 1763632800000 + event_id}
+
+
 class Q2CMixin(HubCaseMixin):
     """Legal entities, products and fake CRMs for the closed-won flows."""
 
@@ -39,3 +46,12 @@ class Q2CMixin(HubCaseMixin):
              "list_price": 1.0}
             for sku, name in SKUS.items()
         ])
+
+    def deal_stage_map(self):
+        """The Deal stage value map the module installs: its entries valued won are the won stages."""
+        return self.env.ref("ps_quote_to_cash.value_map_deal_stage")
+
+    def add_deal_stage(self, stage, value="won"):
+        """An entry of the Deal stage value map, made as an integration manager makes it."""
+        return self.env["ps.hub.value.map.entry"].with_user(self.user_manager).create({
+            "value_map_id": self.deal_stage_map().id, "external_value": stage, "value": value})

@@ -1,11 +1,14 @@
 from decimal import Decimal
+from types import SimpleNamespace
 
 from odoo.tests import BaseCase, tagged
+
+from odoo.addons.ps_integration_hub.services.errors import BusinessError, IgnoreEvent
 
 from ps_hub_fakes import FakeHubSpot, FakeSalesforce, load_json
 
 from ..services import hubspot, salesforce
-from ..services.engagement import Line, is_free_mail, line_net_total, order_line_prices
+from ..services.engagement import Line, is_free_mail, is_won_stage, line_net_total, order_line_prices
 
 
 def prices(line, currency_digits=2, price_digits=2, discount_digits=2):
@@ -70,3 +73,61 @@ class TestAdapters(BaseCase):
         self.assertEqual((engagement.lines[0].discount, engagement.lines[0].total), (10, 99900))
         self.assertFalse(salesforce.is_won(dict(opportunity, IsWon=False)))
         self.assertTrue(salesforce.is_won(opportunity))
+
+
+@tagged("post_install", "-at_install")
+class TestWonStages(BaseCase):
+    """The services are told which stages are won (the Deal stage value map's, read by the models)."""
+
+    def test_won_stage_compares_as_value_maps_do(self):
+        self.assertTrue(is_won_stage("98765432", {"closedwon", "98765432"}))
+        self.assertTrue(is_won_stage(" ClosedWon", {"closedwon"}), "any case, without surrounding space")
+        self.assertTrue(is_won_stage("closed won", {"Closed Won"}))
+        self.assertFalse(is_won_stage("closedwon", set()))
+        self.assertFalse(is_won_stage("closedlost", {"closedwon"}))
+        self.assertFalse(is_won_stage(None, {"closedwon"}))
+        self.assertFalse(is_won_stage(" ", {" "}), "an empty stage is never won")
+
+    def test_hubspot_webhook_is_closed_won_at_a_given_stage(self):
+        event = {"subscriptionType": "deal.propertyChange", "objectId": 4001, "propertyName": "dealstage",
+                 "propertyValue": "98765432"}
+        self.assertFalse(hubspot.is_closed_won(event, hubspot.WON_STAGES))
+        self.assertTrue(hubspot.is_closed_won(dict(event, propertyValue="closedwon"), hubspot.WON_STAGES))
+        self.assertTrue(hubspot.is_closed_won(event, frozenset({"closedwon", "98765432"})))
+        self.assertFalse(hubspot.is_closed_won(dict(event, propertyName="dealname"), {"98765432"}))
+        self.assertFalse(hubspot.is_closed_won(dict(event, subscriptionType="deal.creation"), {"98765432"}))
+        self.assertTrue(hubspot.is_stage_change(event))
+        self.assertFalse(hubspot.is_stage_change(dict(event, propertyName="amount")))
+
+    def test_hubspot_deal_is_read_when_at_a_given_stage(self):
+        deal = FakeHubSpot().deals["19077001"]
+        deal = dict(deal, properties=dict(deal["properties"], dealstage="98765432"), associations={})
+        paths = []
+
+        def request(method, path, **kwargs):
+            paths.append(path)
+            return SimpleNamespace(json=lambda: deal)
+        with self.assertRaises(IgnoreEvent) as caught:
+            hubspot.read_closed_won(request, "19077001", {}, hubspot.WON_STAGES)
+        self.assertIn("at stage '98765432' in HubSpot now, not a won stage ('closedwon')", str(caught.exception))
+        with self.assertRaises(IgnoreEvent) as caught:
+            hubspot.read_closed_won(request, "19077001", {}, frozenset())
+        self.assertIn("not a won stage (none)", str(caught.exception))
+        # past the stage: the deal without company is the next thing it finds
+        with self.assertRaises(BusinessError) as caught:
+            hubspot.read_closed_won(request, "19077001", {}, {"closedwon", "98765432"})
+        self.assertEqual(caught.exception.reason, "missing_customer")
+        self.assertEqual(paths, ["/crm/v3/objects/deals/19077001"] * 3)
+
+    def test_salesforce_message_is_won_by_is_won_or_a_given_stage(self):
+        renamed = {"Id": "0065e00000WonSgAAA", "StageName": "Won - Signed"}
+        self.assertFalse(salesforce.is_closed_won(renamed, salesforce.WON_STAGES))
+        self.assertTrue(salesforce.is_closed_won(renamed, {"Closed Won", "won - signed"}))
+        self.assertTrue(salesforce.is_closed_won(dict(renamed, IsWon="false"), {"Won - Signed"}))
+        self.assertTrue(salesforce.is_closed_won(dict(renamed, IsWon="true"), frozenset()), "IsWon says it")
+        self.assertTrue(salesforce.is_closed_won({"StageName": "Closed Won", "IsWon": None}, salesforce.WON_STAGES))
+        self.assertFalse(salesforce.is_closed_won({"StageName": "Closed Lost", "IsWon": "false"},
+                                                  salesforce.WON_STAGES))
+        # the REST read decides by IsWon alone, whatever the stage is called
+        self.assertFalse(salesforce.is_won({"IsWon": False, "StageName": "Won - Signed"}))
+        self.assertTrue(salesforce.is_won({"IsWon": True, "StageName": "Won - Signed"}))
