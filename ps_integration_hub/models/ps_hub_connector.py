@@ -625,7 +625,8 @@ class PsHubConnector(models.Model):
         No call is made while the connector's circuit breaker is open or the vendor asked to
         wait: ConnectorPaused (the event waits, uncharged). Rate limits (HubSpot 429, Salesforce
         403 REQUEST_LIMIT_EXCEEDED) raise RateLimited: the event is retried after the vendor's
-        hint without being charged an attempt, and the connector pauses as long. 5xx and network
+        hint without being charged an attempt, and the connector pauses as long (HubSpot's rolling
+        window: until its oldest call ages out, when this process's calls tell). 5xx and network
         errors raise TransientError (retried with backoff) and count toward the breaker; refused
         credentials (401, also after a fresh OAuth2 token) and other refusals raise
         PermanentError. A call that the end of the worker's run would cut raises OutOfTime:
@@ -657,7 +658,7 @@ class PsHubConnector(models.Model):
             break
         status = response.status_code
         verdict = ratelimit.classify(status, response.headers, response.text if status >= 400 else "")
-        self._hub_note_answer(verdict, response.headers)
+        verdict = self._hub_note_answer(verdict, response.headers)
         if status < 300:
             return response
         if status == 401:
@@ -690,6 +691,11 @@ class PsHubConnector(models.Model):
     # whole batch, and a row lock of the connector held that long would make the other workers
     # of the connector wait for it, then fail to serialize. The quota is written at most every
     # QUOTA_WRITE_SECONDS per process, unless it is spent.
+    # HubSpot's rolling window is paced here, for every caller of _hub_request (pushes, reads of
+    # the quote-to-cash handlers, probes): an answer that spends it (Remaining: 0) or a refusal
+    # by it (429 TEN_SECONDLY_ROLLING) pauses the connector until the window's oldest call turns
+    # one interval old, which the process's own calls tell when it made all of the window's
+    # calls (else the whole interval: others spent the rest at times it cannot know).
 
     def _hub_health(self) -> breaker.Health:
         """This process's notes of the connector's vendor (call under _HEALTH_LOCK)."""
@@ -710,8 +716,11 @@ class PsHubConnector(models.Model):
             return verdict.wait
         return float(self.retry_backoff_cap if verdict.daily else max(self.retry_backoff_base, 1))
 
-    def _hub_note_answer(self, verdict: ratelimit.Verdict, headers) -> None:
-        """Note what an answer tells of the vendor: its quota, a pause it asks for, and that it is up."""
+    def _hub_note_answer(self, verdict: ratelimit.Verdict, headers) -> ratelimit.Verdict:
+        """Note what an answer tells of the vendor: its quota, a pause it asks for, and that it is
+        up. Returns ``verdict``, its wait shortened when it is the rolling window's whole interval
+        and this process's calls place the window's oldest call (the wait the call's caller and
+        the pause use)."""
         now = time.time()
         quota = ratelimit.read_quota(headers)
         probing = self.env.context.get("ps_hub_probe")
@@ -719,6 +728,15 @@ class PsHubConnector(models.Model):
             health = self._hub_health()
             if quota is not None:
                 health.note_quota(quota, now)
+            if verdict.kind in (ratelimit.OK, ratelimit.REFUSED):
+                # counted in the vendor's window; not a call its limit refused, nor a 5xx (a
+                # gateway's, maybe): counting a call the vendor did not could shorten a wait. At
+                # its answer's time, no earlier than the vendor counted it: the wait errs long.
+                health.note_call(now)
+            if verdict.window:
+                precise = health.window_wait(now)
+                if precise is not None:
+                    verdict = dataclasses.replace(verdict, wait=precise)
             if verdict.kind == ratelimit.RATE_LIMITED:
                 health.note_pause(now + self._hub_rate_limit_wait(verdict), "rate_limited")
             elif verdict.kind == ratelimit.UNAVAILABLE:
@@ -732,6 +750,7 @@ class PsHubConnector(models.Model):
             urgent = not health.pause_written
         if urgent and not self.env.context.get("ps_hub_batch"):
             self._hub_flush_health()
+        return verdict
 
     def _hub_note_failure(self, exc: TransientError) -> TransientError:
         """Count a failure of the vendor toward the breaker; return ``exc`` to raise."""

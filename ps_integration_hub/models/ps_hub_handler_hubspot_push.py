@@ -1,18 +1,10 @@
-import threading
-import time
-from collections import defaultdict, deque
+from collections import defaultdict
 
 from odoo import models
 
 from ..services import outcome as oc
 from ..services import push as pushes
 from ..services.errors import PermanentError, TransientError
-
-# HubSpot's rolling window as this process sees it, per (database, connector id): the times
-# (monotonic) of its accepted calls, the window's size and interval from the last answer, and
-# the time before which the window takes no call
-_WINDOWS: dict[tuple[str, int], dict] = {}
-_WINDOWS_LOCK = threading.Lock()
 
 
 class PsHubHandlerHubspotPush(models.AbstractModel):
@@ -27,7 +19,8 @@ class PsHubHandlerHubspotPush(models.AbstractModel):
         """{event id: result}: the events of one object are one input carrying their latest
         values. Once HubSpot's rolling window is spent (an answer shows no call remaining, or a
         call is refused with 429) no call is made until it takes one again: the events wait
-        that long, uncharged, and the refused call's events retry then."""
+        that long, uncharged, and the refused call's events retry then. The connector paces the
+        window (_hub_request, _hub_wait): the handler asks it before each call."""
         results, calls = {}, defaultdict(dict)  # (connector, object type) -> {object id: [events]}
         for event in events:
             payload = event.payload if isinstance(event.payload, dict) else {}
@@ -44,15 +37,17 @@ class PsHubHandlerHubspotPush(models.AbstractModel):
             ids = list(objects)
             for start in range(0, len(ids), pushes.HUBSPOT_BATCH_MAX):
                 chunk = {object_id: objects[object_id] for object_id in ids[start:start + pushes.HUBSPOT_BATCH_MAX]}
-                wait = self._hub_window_wait(connector)
+                # the window spent by an earlier call (or the breaker open): the chunk's events
+                # wait as long, uncharged, without a call
+                wait = connector._hub_wait()
                 if wait or self._hub_out_of_time():
-                    results.update((e.id, oc.release(wait)) for evts in chunk.values() for e in evts)
+                    seconds = wait[0] if wait else None
+                    results.update((e.id, oc.release(seconds)) for evts in chunk.values() for e in evts)
                     continue
                 try:
                     outcomes = self._hub_push(connector, object_type, chunk)
                 except TransientError as exc:  # the call as a whole: each of its events retries
-                    if exc.reason == "rate_limited":
-                        exc.retry_after = self._hub_window_refused(connector, exc.retry_after)
+                    # (a 429's retry_after is already the window's precise wait)
                     outcomes = {object_id: exc for object_id in chunk}
                 for object_id, evts in chunk.items():
                     results.update((event.id, outcomes[object_id]) for event in evts)
@@ -64,11 +59,10 @@ class PsHubHandlerHubspotPush(models.AbstractModel):
         if len(objects) == 1:
             ((object_id, values),) = properties.items()
             try:
-                response = connector._hub_request("PATCH", f"/crm/v3/objects/{object_type}/{object_id}",
-                                                  json={"properties": values})
+                connector._hub_request("PATCH", f"/crm/v3/objects/{object_type}/{object_id}",
+                                       json={"properties": values})
             except PermanentError as exc:
                 return {object_id: exc}
-            self._hub_window_note(connector, response.headers)
             return {object_id: oc.done()}
         # a refusal of the whole batch (a bad value of one object) raises: the engine splits
         # the batch down until the object at fault is alone
@@ -76,7 +70,6 @@ class PsHubHandlerHubspotPush(models.AbstractModel):
             "POST", f"/crm/v3/objects/{object_type}/batch/update",
             json={"inputs": [{"id": object_id, "properties": values} for object_id, values in properties.items()]},
         )
-        self._hub_window_note(connector, response.headers)
         try:
             body = response.json()
         except ValueError:
@@ -96,50 +89,3 @@ class PsHubHandlerHubspotPush(models.AbstractModel):
         for event in sorted(events, key=lambda e: e.id):
             values.update(event.payload["properties"])
         return values
-
-    # ------------------------------------------------------------ HubSpot's rolling window
-
-    def _hub_window(self, connector) -> dict:
-        key = (self.env.cr.dbname, connector.id)
-        window = _WINDOWS.get(key)
-        if window is None:
-            window = _WINDOWS[key] = {"calls": deque(maxlen=1000), "size": 0, "interval": 0.0, "until": 0.0}
-        return window
-
-    def _hub_window_wait(self, connector) -> float | None:
-        """Seconds before HubSpot's window takes a call of this connector again, None when it can."""
-        with _WINDOWS_LOCK:
-            wait = self._hub_window(connector)["until"] - time.monotonic()
-        return wait if wait > 0 else None
-
-    def _hub_window_note(self, connector, headers) -> None:
-        """Note an accepted call and what its answer says of the window."""
-        now = time.monotonic()
-        with _WINDOWS_LOCK:
-            window = self._hub_window(connector)
-            window["calls"].append(now)
-            try:
-                window["size"] = int(headers.get("X-HubSpot-RateLimit-Max") or window["size"])
-                window["interval"] = int(headers.get("X-HubSpot-RateLimit-Interval-Milliseconds") or 0) / 1000 \
-                    or window["interval"]
-            except ValueError:
-                pass
-            wait = pushes.hubspot_window_wait(list(window["calls"]), headers, now)
-            if wait:
-                window["until"] = now + wait
-
-    def _hub_window_refused(self, connector, retry_after: float | None) -> float | None:
-        """The wait after HubSpot refused a call for its rate limit: until the window's oldest
-        call of this process ages out when the refusal was the rolling window's (its wait is the
-        window's interval), else what HubSpot's headers asked."""
-        now = time.monotonic()
-        with _WINDOWS_LOCK:
-            window = self._hub_window(connector)
-            wait = retry_after
-            if retry_after and window["size"] and retry_after == window["interval"]:
-                wait = pushes.hubspot_window_wait(list(window["calls"]), {
-                    "X-HubSpot-RateLimit-Max": str(window["size"]),
-                    "X-HubSpot-RateLimit-Interval-Milliseconds": str(int(window["interval"] * 1000)),
-                }, now, refused=True)
-            window["until"] = max(window["until"], now + (wait or oc.RATE_LIMIT_WAIT))
-        return wait

@@ -13,14 +13,18 @@ timeouts, network errors). Not rate limits (flow control: the vendor works and a
 slow down, which the pause handles) and not refusals of one request (4xx, business errors).
 """
 
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from .ratelimit import Quota
+from .ratelimit import Quota, rolling_window_wait
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 # the reasons of a TransientError that count as the vendor failing
 BREAKER_REASONS = frozenset({"remote_unavailable", "network"})
+# the times of a process's calls of a connector kept to place its rolling window (HubSpot's
+# largest is 190 calls per 10 s): a larger window is waited whole
+CALLS_KEPT = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +58,10 @@ class Health:
 
     Times are wall-clock seconds (time.time()), so that they can be written for the other
     processes.
+
+    Also what places the vendor's rolling window, kept across writes: the times of the
+    process's last calls the vendor counted, and the window's limit and interval as an answer
+    last reported them (a refusal may not repeat them).
     """
 
     failures: int = 0  # consecutive failures since the last success or write
@@ -69,6 +77,9 @@ class Health:
     quota: Quota | None = None
     quota_at: float | None = None
     quota_written_at: float = 0.0
+    calls: deque = field(default_factory=lambda: deque(maxlen=CALLS_KEPT))
+    window_limit: int | None = None
+    window_seconds: float | None = None
 
     def note_success(self, stored_failures: int = 0) -> None:
         """A call went through: the consecutive failures (this process's and the stored ones) end."""
@@ -98,6 +109,19 @@ class Health:
 
     def note_quota(self, quota: Quota, now: float) -> None:
         self.quota, self.quota_at = quota, now
+        if quota.limit and quota.window_seconds:
+            self.window_limit, self.window_seconds = quota.limit, quota.window_seconds
+
+    def note_call(self, now: float) -> None:
+        """A call the vendor counted in its window (answered, not refused for the limit)."""
+        self.calls.append(now)
+
+    def window_wait(self, now: float) -> float | None:
+        """Seconds until the vendor's spent rolling window takes a call again, as this process's
+        calls place it (ratelimit.rolling_window_wait); None while no answer reported the window."""
+        if not self.window_limit or not self.window_seconds:
+            return None
+        return rolling_window_wait(self.calls, self.window_limit, self.window_seconds, now)
 
     def wait(self, now: float) -> tuple[float, str] | None:
         """(seconds, why) this process must wait before calling again, or None."""

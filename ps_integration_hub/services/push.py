@@ -120,34 +120,6 @@ def hubspot_batch_failures(ids: list[str], body) -> dict[str, str]:
     return failures
 
 
-def hubspot_window_wait(calls: list[float], headers, now: float, refused: bool = False) -> float | None:
-    """Seconds until HubSpot's rolling window takes a call again, or None while it has room.
-
-    ``calls``: the times (monotonic) of this process's recent calls of the connector that
-    HubSpot accepted, the last one included; ``headers``: HubSpot's answer to the last call
-    (``refused``: a 429). The window is spent when an answer shows
-    X-HubSpot-RateLimit-Remaining at 0, or refuses the call; it takes a call again once its
-    oldest call turns X-HubSpot-RateLimit-Interval-Milliseconds old. Which call that is, only
-    the calls of this process tell: when its calls of the last interval are fewer than the
-    window's maximum (other processes or apps spent the rest, at times it cannot know), the
-    whole interval is waited, as the headers alone say.
-    """
-    remaining = headers.get("X-HubSpot-RateLimit-Remaining")
-    if not refused and remaining != "0":
-        return None
-    try:
-        window = int(headers.get("X-HubSpot-RateLimit-Max") or 0)
-        interval = int(headers.get("X-HubSpot-RateLimit-Interval-Milliseconds") or 0) / 1000
-    except ValueError:
-        return None
-    if not window or not interval:
-        return None
-    recent = [stamp for stamp in calls if stamp > now - interval]
-    if len(recent) >= window:
-        return max(recent[-window] + interval - now, 0.05)
-    return interval
-
-
 # ------------------------------------------------------------------ echoes
 
 @dataclass(frozen=True, slots=True)

@@ -1,3 +1,4 @@
+import time
 from datetime import UTC, datetime, timedelta
 from unittest.mock import patch
 
@@ -15,6 +16,7 @@ from .common import HubCaseMixin, patched_handler
 
 KEY = ("hubspot", "company.propertyChange")
 COMPANY = "/crm/v3/objects/companies/5500071"
+DEAL = "/crm/v3/objects/deals/19077001"
 PAST = "2000-01-01 00:00:00"
 
 
@@ -300,6 +302,99 @@ class TestRateLimitsAndBreaker(HubCaseMixin, TransactionCase):
         self.assertEqual((hub.quota_remaining, hub.quota_limit, hub.quota_window_seconds), (0, 3, 10.0))
         self.assertEqual((hub.quota_daily_remaining, hub.quota_daily_limit), (1_000_000 - 3, 1_000_000))
         self.assertEqual(hub.pause_reason, "quota_spent")
+
+    # ------------------------------------------------------------ HubSpot's rolling window
+    # paced by the connector for every caller of _hub_request: pushes (PATCH), reads (GET)
+
+    def pause(self):
+        """Seconds this process's connector makes no call for, as _hub_wait says (not the stored
+        pause, which has whole seconds), and why."""
+        wait = self.hubspot._hub_wait()
+        self.assertTrue(wait, "the connector is paused")
+        return wait[0], wait[1]
+
+    def spend_window_in_two_calls(self, method, path, **kwargs):
+        """A rolling window of 2 calls per 4 s, spent by two calls of this process 1.5 s apart:
+        the first turns 4 s old 2.5 s after the second."""
+        self.fake_hubspot.limit_rate(2, 4000)
+        self.hubspot._hub_request(method, path, **kwargs)
+        time.sleep(1.5)
+        self.hubspot._hub_request(method, path, **kwargs)  # X-HubSpot-RateLimit-Remaining: 0
+
+    def test_a_spent_window_pauses_until_the_oldest_call_of_this_process_ages_out(self):
+        self.spend_window_in_two_calls("PATCH", DEAL, json={"properties": {"invoice_status": "posted"}})
+        seconds, why = self.pause()
+        self.assertEqual(why, "rate_limited")
+        self.assertLessEqual(seconds, 2.5, "not the whole interval (4 s): the first call ages out before")
+        self.assertGreater(seconds, 1.5)
+        self.assertEqual(self.hubspot.pause_reason, "quota_spent")
+        stored = self.hubspot.paused_until - datetime.now(UTC).replace(tzinfo=None)
+        self.assertLessEqual(stored.total_seconds(), 2.5, "the precise pause is stored")
+        paused = self.failure(self.hubspot, DEAL, ConnectorPaused)
+        self.assertLessEqual(paused.retry_after, seconds)
+        self.assertEqual(len(self.fake_hubspot.requests), 2, "nothing sent while paused")
+        # once the pause is over, the window takes the call: the wait was not too short
+        time.sleep(seconds + 0.05)
+        self.assertIsNone(self.hubspot._hub_wait())
+        self.hubspot._hub_request("PATCH", DEAL, json={"properties": {"invoice_status": "paid"}})
+        self.assertEqual(self.fake_hubspot.refused, 0)
+
+    def test_a_window_others_spent_in_part_pauses_its_whole_interval(self):
+        self.fake_hubspot.limit_rate(2, 4000)
+        # another client of the account (another process, another app) spends one call
+        other = requests.get(self.fake_hubspot.base_url + COMPANY, timeout=5,
+                             headers={"Authorization": "Bearer pat-test-token"})
+        self.assertEqual(other.headers["X-HubSpot-RateLimit-Remaining"], "1")
+        time.sleep(0.5)
+        self.hubspot._hub_request("GET", COMPANY)  # Remaining: 0, with one call of this process
+        seconds, why = self.pause()
+        self.assertEqual(why, "rate_limited")
+        self.assertAlmostEqual(seconds, 4.0, delta=0.3, msg="when the other's call ages out, it cannot know")
+
+    def test_a_quote_to_cash_read_is_paced_as_a_push(self):
+        """A plain GET, as the quote-to-cash handlers read deals and companies: no push handler."""
+        self.spend_window_in_two_calls("GET", COMPANY)
+        seconds, _why = self.pause()
+        self.assertLessEqual(seconds, 2.5)
+        self.assertGreater(seconds, 1.5)
+        paused = self.failure(self.hubspot, COMPANY, ConnectorPaused)
+        self.assertLessEqual(paused.retry_after, 2.5)
+        self.assertEqual(self.calls(), 2)
+        time.sleep(seconds + 0.05)
+        self.hubspot._hub_request("GET", COMPANY)
+        self.assertEqual((self.calls(), self.fake_hubspot.refused), (3, 0))
+
+    def test_a_refusal_by_the_window_waits_for_its_oldest_call_with_the_window_last_reported(self):
+        self.hubspot.retry_backoff_base = 30  # what a refusal with no window known waits
+        self.fake_hubspot.limit_rate(3, 4000)
+        self.hubspot._hub_request("GET", COMPANY)
+        time.sleep(1.5)
+        self.hubspot._hub_request("GET", COMPANY)  # Remaining: 1
+        # HubSpot refuses all the same, its window holding 2 calls (a limit lowered meanwhile):
+        # both of this process, the first ages out in 2.5 s
+        body = type(self.fake_hubspot)._rate_limited_body("TEN_SECONDLY_ROLLING")
+        self.fake_hubspot.fail_next(1, status=429, body=body, headers={"X-HubSpot-RateLimit-Max": "2"})
+        limited = self.failure(self.hubspot, COMPANY, RateLimited)
+        self.assertLessEqual(limited.retry_after, 2.5)
+        self.assertGreater(limited.retry_after, 1.0)
+        self.assertAlmostEqual(self.pause()[0], limited.retry_after, delta=0.1)
+        self.assertEqual(self.hubspot.pause_reason, "rate_limited")
+        # a 429 without the window's headers (a gateway's): the window the last answer reported
+        self.end_vendor_pause(self.hubspot)
+        self.fake_hubspot.fail_next(1, status=429, body=body)
+        with patch.object(type(self.fake_hubspot), "_decorate", lambda fake, answer, req: None):
+            bare = self.failure(self.hubspot, COMPANY, RateLimited)
+        self.assertLessEqual(bare.retry_after, limited.retry_after, "not the backoff (30 s), not the interval")
+
+    def test_a_429_with_retry_after_keeps_the_vendors_wait(self):
+        self.fake_hubspot.limit_rate(2, 4000)
+        self.hubspot._hub_request("GET", COMPANY)
+        time.sleep(0.5)
+        # a gateway's Retry-After on HubSpot's refusal: what the vendor asks is waited, as it is
+        self.fake_hubspot.rate_limit_next(1, retry_after=3)
+        limited = self.failure(self.hubspot, COMPANY, RateLimited)
+        self.assertEqual(limited.retry_after, 3.0)
+        self.assertAlmostEqual(self.pause()[0], 3.0, delta=0.2)
 
     def test_salesforce_request_limit_exceeded(self):
         account = "/services/data/v62.0/sobjects/Account/0015e00000QrStUAAV"

@@ -36,20 +36,6 @@ class TestPushServices(BaseCase):
         for bad in ("", "..", "1/../../owners", "1?archived=true", "1%2F2", "a b", None, 7):
             self.assertFalse(push.path_safe(bad), bad)
 
-    def test_hubspot_window_wait(self):
-        spent = {"X-HubSpot-RateLimit-Max": "100", "X-HubSpot-RateLimit-Interval-Milliseconds": "10000",
-                 "X-HubSpot-RateLimit-Remaining": "0"}
-        calls = [float(i) / 10 for i in range(100)]  # 100 calls in 10 s... the first at 0.0
-        self.assertIsNone(push.hubspot_window_wait(calls, dict(spent, **{"X-HubSpot-RateLimit-Remaining": "3"}), 9.9))
-        self.assertAlmostEqual(push.hubspot_window_wait(calls, spent, 9.9), 0.1)
-        # fewer calls of ours than the window holds: others spent it, wait the whole interval
-        self.assertEqual(push.hubspot_window_wait(calls[:10], spent, 9.9), 10)
-        # ours of an earlier interval do not count: they are out of the window
-        self.assertEqual(push.hubspot_window_wait([c - 10 for c in calls] + calls[:50], spent, 9.9), 10)
-        refused = dict(spent, **{"X-HubSpot-RateLimit-Remaining": "12"})
-        self.assertAlmostEqual(push.hubspot_window_wait(calls, refused, 9.95, refused=True), 0.05)
-        self.assertIsNone(push.hubspot_window_wait(calls, {}, 9.9))
-
     def test_hubspot_batch_failures(self):
         body = {"status": "COMPLETE", "results": [{"id": "1"}], "numErrors": 1, "errors": [
             {"status": "error", "category": "OBJECT_NOT_FOUND", "message": "Could not get some DEAL objects",

@@ -23,7 +23,42 @@ class TestRateLimitServices(BaseCase):
 
     def test_hubspot_429_waits_its_window(self):
         verdict = ratelimit.classify(429, WINDOW, '{"policyName": "TEN_SECONDLY_ROLLING", "errorType": "RATE_LIMIT"}')
-        self.assertEqual(verdict, ratelimit.Verdict("rate_limited", wait=10.0, policy="TEN_SECONDLY_ROLLING"))
+        self.assertEqual(verdict, ratelimit.Verdict("rate_limited", wait=10.0, policy="TEN_SECONDLY_ROLLING",
+                                                    window=True))
+        # the rolling window's refusal, whatever its Remaining shows; without its interval the
+        # caller knows it from earlier answers
+        other = dict(WINDOW, **{H + "Remaining": "12"})
+        self.assertEqual(ratelimit.classify(429, other, '{"policyName": "TEN_SECONDLY_ROLLING"}').wait, 10.0)
+        bare = ratelimit.classify(429, {}, '{"policyName": "TEN_SECONDLY_ROLLING"}')
+        self.assertEqual((bare.wait, bare.window), (None, True))
+        self.assertTrue(ratelimit.classify(429, WINDOW, "").window, "no body: the headers show the window spent")
+
+    def test_only_the_rolling_windows_whole_interval_may_be_shortened(self):
+        self.assertTrue(ratelimit.classify(200, WINDOW).window)
+        self.assertFalse(ratelimit.classify(200, dict(WINDOW, **{H + "Remaining": "3"})).window)
+        self.assertFalse(ratelimit.classify(200, {}).window)
+        # a wait the vendor gave, the per-second limit's second, the day's: kept as they are
+        self.assertFalse(ratelimit.classify(429, dict(WINDOW, **{"Retry-After": "3"}),
+                                            '{"policyName": "TEN_SECONDLY_ROLLING"}').window)
+        self.assertFalse(ratelimit.classify(429, {H + "Secondly-Remaining": "0"}, '{"policyName": "SECONDLY"}').window)
+        self.assertFalse(ratelimit.classify(429, dict(WINDOW, **{H + "Daily-Remaining": "0"}),
+                                            '{"policyName": "DAILY"}').window)
+        self.assertFalse(ratelimit.classify(200, dict(WINDOW, **{H + "Daily-Remaining": "0"})).window)
+        both = ratelimit.classify(200, dict(WINDOW, **{H + "Secondly-Remaining": "0"}))
+        self.assertEqual((both.wait, both.window), (10.0, False), "a shorter wait could miss the second's limit")
+
+    def test_rolling_window_wait(self):
+        calls = [float(i) / 10 for i in range(100)]  # 100 calls in 10 s, the first at 0.0
+        self.assertAlmostEqual(ratelimit.rolling_window_wait(calls, 100, 10.0, 9.9), 0.1)
+        # fewer calls of ours than the window holds: others spent it, wait the whole interval
+        self.assertEqual(ratelimit.rolling_window_wait(calls[:10], 100, 10.0, 9.9), 10)
+        # ours of an earlier interval do not count: they are out of the window
+        self.assertEqual(ratelimit.rolling_window_wait([c - 10 for c in calls] + calls[:50], 100, 10.0, 9.9), 10)
+        # more of ours than the window holds (it grew, or some were refused elsewhere): the
+        # limit-th latest call is the one that must age out
+        self.assertAlmostEqual(ratelimit.rolling_window_wait(calls, 50, 10.0, 9.95), 5.05)
+        self.assertAlmostEqual(ratelimit.rolling_window_wait(calls, 100, 10.0, 9.95), 0.05)
+        self.assertEqual(ratelimit.rolling_window_wait(calls, 100, 10.0, 9.99), 0.05, "never less than a moment")
 
     def test_hubspot_secondly_and_daily_429(self):
         secondly = ratelimit.classify(429, {H + "Secondly-Remaining": "0"}, '{"policyName": "SECONDLY"}')
@@ -127,6 +162,25 @@ class TestRateLimitServices(BaseCase):
         self.assertFalse(health.pause_written)
         health.note_success(2)
         self.assertTrue(health.breaker_due(), "a success clears the failures stored by others")
+
+    def test_health_places_the_rolling_window_with_the_process_calls(self):
+        health = breaker.Health()
+        for i in range(5):
+            health.note_call(1000.0 + i)
+        self.assertIsNone(health.window_wait(1004.0), "no answer reported the window yet")
+        health.note_quota(ratelimit.Quota(remaining=0, limit=5, window_seconds=10.0), 1004.0)
+        self.assertEqual((health.window_limit, health.window_seconds), (5, 10.0))
+        self.assertAlmostEqual(health.window_wait(1004.0), 6.0, msg="until the first of the 5 calls is 10 s old")
+        # an answer without the window (a bare 429, Salesforce's daily quota) keeps the last one
+        health.note_quota(ratelimit.Quota(daily_remaining=10, daily_limit=100), 1004.5)
+        self.assertEqual((health.window_limit, health.window_seconds), (5, 10.0))
+        health.note_quota(ratelimit.Quota(remaining=0, limit=10, window_seconds=10.0), 1004.5)
+        self.assertEqual(health.window_wait(1004.5), 10.0, "5 calls of its own out of 10: others spent the rest")
+        health.written(quota=True)
+        self.assertEqual(len(health.calls), 5, "the calls place the window across writes")
+        for i in range(breaker.CALLS_KEPT + 10):
+            health.note_call(2000.0 + i / 1000)
+        self.assertEqual(len(health.calls), breaker.CALLS_KEPT)
 
     def test_quota_is_written_at_most_every_few_seconds_unless_spent(self):
         health = breaker.Health()
