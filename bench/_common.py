@@ -204,12 +204,17 @@ def free_port() -> int:
 def start_server(conf: Path, db: str, port: int, logpath: Path, *, cron_threads: int,
                  before: Sequence[str] = (), after: Sequence[str] = (), env: dict | None = None,
                  timeout: float = 90, poll: float = 0.3, see: str | None = None,
-                 workers: int = 2) -> subprocess.Popen:
-    """Start ``odoo server`` (``workers`` workers, own process group) and wait until /web/health answers."""
+                 workers: int = 2, db_filter: bool = True) -> subprocess.Popen:
+    """Start ``odoo server`` (``workers`` workers, own process group) and wait until /web/health answers.
+
+    ``db_filter``: serve ``db`` through ``--db-filter=^db$`` (Odoo's documented setting: a request
+    without a session then lists the databases, on a new connection to ``postgres``), else through
+    ``--database`` alone (Odoo serves that one database without listing)."""
     see = see or str(logpath)
     with logpath.open("w") as logfile:
         proc = subprocess.Popen(
-            [sys.executable, *odoo_launcher(), "server", "-c", str(conf), "-d", db, f"--db-filter=^{db}$",
+            [sys.executable, *odoo_launcher(), "server", "-c", str(conf), "-d", db,
+             *([f"--db-filter=^{db}$"] if db_filter else []),
              *before, f"--workers={workers}", f"--max-cron-threads={cron_threads}",
              f"--http-port={port}", f"--gevent-port={free_port()}", "--http-interface=127.0.0.1",
              "--log-level=warn", *after],

@@ -96,9 +96,10 @@ def prepare(conf: Path, db: str, secret: str, public_base: str) -> dict:
     return values
 
 
-def start_server(conf: Path, db: str, port: int, workers: int) -> subprocess.Popen:
+def start_server(conf: Path, db: str, port: int, workers: int, db_filter: bool = True) -> subprocess.Popen:
     """Start the benchmarked server (``workers`` workers, no cron thread), log in .run/bench-server.log."""
     return _common.start_server(conf, db, port, RUN_DIR / "bench-server.log", cron_threads=0, workers=workers,
+                                db_filter=db_filter,
                                 after=["--limit-time-real=600", "--limit-request=100000"],
                                 see=".run/bench-server.log")
 
@@ -520,6 +521,9 @@ def main() -> int:
                         help="the phases to run, among abcde (default all; e redelivers what c accepted)")
     parser.add_argument("--odoo-config", type=Path,
                         help="use this odoo.conf instead of writing .run/bench.conf")
+    parser.add_argument("--no-db-filter", action="store_true",
+                        help="serve the database with --database alone, not --db-filter=^db$ (which makes "
+                             "Odoo list the databases, on a new connection, for every request without a session)")
     args = parser.parse_args()
     if not set(args.phases) <= set("abcde") or ("e" in args.phases and "c" not in args.phases):
         parser.error("--phases: letters among abcde, and e only with c")
@@ -542,7 +546,7 @@ def main() -> int:
     machine = machine_info(args.db, load_at_start)
     server = None
     try:
-        server = start_server(conf, args.db, port, args.workers)
+        server = start_server(conf, args.db, port, args.workers, db_filter=not args.no_db_filter)
         log(f"odoo server up on port {port} (pid {server.pid}, {args.workers} workers)")
         bench = Bench(base, info["token"], secret, info["webhook_uuid"], int(info["partner_id"]),
                       args.concurrency, CpuMeter(server.pid, args.db))
@@ -591,6 +595,7 @@ def main() -> int:
     print(f"  a, b and c in {args.slices} alternating slices of {args.duration / args.slices:g} s each "
           "(a b c a b c ...), each after one warm-up")
     print(f"  odoo server (odoo-bin) --workers={args.workers} --max-cron-threads=0 --limit-request=100000, "
+          f"{'--database only' if args.no_db_filter else '--db-filter=^db$'}, "
           "worker crons disabled")
     print(f"  load: wrk -t{args.concurrency} -c{args.concurrency} -d<slice or phase>s --timeout 30s "
           f"-s {LUA.relative_to(REPO)} (pre-built requests, signed before each phase), on the same machine")

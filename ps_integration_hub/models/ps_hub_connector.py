@@ -453,10 +453,13 @@ class PsHubConnector(models.Model):
             # TLS-terminating proxy not the one Odoo reconstructs), query string as received;
             # then the reconstructed one (right when the proxy forwards the host and
             # proxy_mode is on)
-            public = self._hub_public_inbound_url(token)
-            query = httprequest.query_string.decode("latin-1")
-            urls = [f"{public}?{query}" if query else public, httprequest.url]
-            signatures.verify_hubspot_v3(candidates, httprequest.method, urls, body, headers,
+            def urls():
+                public = self._hub_public_inbound_url(token)
+                query = httprequest.query_string.decode("latin-1")
+                yield f"{public}?{query}" if query else public
+                yield httprequest.url  # werkzeug builds it (IRI to URI): only when the public one fails
+
+            signatures.verify_hubspot_v3(candidates, httprequest.method, urls(), body, headers,
                                          tolerance=tolerance)
         elif self.system == "stripe":
             signatures.verify_stripe(candidates, body, headers, tolerance=tolerance)

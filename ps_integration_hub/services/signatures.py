@@ -97,15 +97,20 @@ def verify_hubspot_v3(
     """Check X-HubSpot-Signature-v3 and X-HubSpot-Request-Timestamp (milliseconds).
 
     ``uri`` is the URL HubSpot was given, or several candidates (the public URL of the
-    webhook, the one the server reconstructed): any of them may match.
+    webhook, the one the server reconstructed): any of them may match. Candidates are taken
+    one by one, so that a generator computes the later ones only when the earlier fail.
     """
     signature = _header(headers, "X-HubSpot-Signature-v3")
     raw_ts = _header(headers, "X-HubSpot-Request-Timestamp")
     timestamp_ms = _timestamp(raw_ts)
     _check_fresh(timestamp_ms / 1000, time.time() if now is None else now, tolerance)
-    uris = [uri] if isinstance(uri, str) else list(dict.fromkeys(uri))
-    for secret in _secrets(secrets):
-        for candidate in uris:
+    keys = _secrets(secrets)
+    tried = set()
+    for candidate in [uri] if isinstance(uri, str) else uri:
+        if candidate in tried:
+            continue
+        tried.add(candidate)
+        for secret in keys:
             if _same(sign_hubspot_v3(secret, method, candidate, body, timestamp_ms), signature):
                 return
     raise SignatureError("signature mismatch")

@@ -174,3 +174,22 @@ class TestSignatures(BaseCase):
             sig.verify_hubspot_v3(["secret"], "POST", ["https://other.example/ps_hub/in/tok"], BODY, headers)
         self.assertTrue(Signature.is_valid(headers["X-HubSpot-Signature-v3"], "secret", body, public, "POST",
                                            "v3", headers["X-HubSpot-Request-Timestamp"]))
+
+    def test_hubspot_v3_later_urls_computed_only_when_needed(self):
+        public = "https://public.example/ps_hub/in/tok"
+        headers = hubspot_headers("secret", public, BODY)
+        built = []
+
+        def urls(*candidates):
+            for url in candidates:
+                built.append(url)
+                yield url
+
+        # the public URL matches: the reconstructed one is never built (werkzeug's IRI work)
+        sig.verify_hubspot_v3(["old", "secret"], "POST", urls(public, "http://10.0.0.5/ps_hub/in/tok"), BODY, headers)
+        self.assertEqual(built, [public])
+        built.clear()
+        # it does not: the next one is tried, with every secret
+        sig.verify_hubspot_v3(["old", "secret"], "POST", urls("http://10.0.0.5/ps_hub/in/tok", public, public),
+                              BODY, headers)
+        self.assertEqual(built, ["http://10.0.0.5/ps_hub/in/tok", public])
