@@ -464,7 +464,13 @@ class PsHubEngine(models.AbstractModel):
         route stays a store-and-answer path (no query beyond the insert), and the push whose
         echo a webhook is may still be committing when the webhook arrives, which a worker,
         later, sees done. One query per batch (the recent pushes to the batch's objects), then
-        the payloads of the events that have one.
+        one for the payloads of the events that have one together with the inbound changes of
+        their objects processed since those pushes began.
+
+        A change that brings back the pushed value after a real change of it (pushed ``sale``,
+        someone set ``cancelled``, then ``sale`` again) is someone's, not our echo: the real
+        changes are those processed already (done, not ignored) and the earlier events of the
+        batch that are not echoes (the batch is in order per object).
         """
         candidates = [row for row in rows if row.direction == "in" and row.external_id
                       and row.system in pushes.ECHO_SYSTEMS]
@@ -493,14 +499,36 @@ class PsHubEngine(models.AbstractModel):
         candidates = [row for row in candidates if row.connector_id in pushed]
         if not candidates:
             return {}
-        cr.execute(SQL("SELECT id, payload, occurred_at FROM ps_hub_event WHERE id IN %s",
-                       tuple(row.id for row in candidates)))
-        inbound = {event_id: (payload, occurred_at) for event_id, payload, occurred_at in cr.fetchall()}
+        batch_ids = {row.id for row in candidates}
+        # the real changes that matter came after a push began; pushes are recent, so are they
+        starts = [p.started_at for found in pushed.values() for p in found]
+        since = min(starts) - pushes.ECHO_CLOCK_SKEW if all(starts) else None
+        cr.execute(SQL(
+            """
+            SELECT id, connector_id, system, event_type, payload, occurred_at
+              FROM ps_hub_event
+             WHERE id IN %s
+                OR direction = 'in' AND state = 'done' AND connector_id IN %s AND external_id IN %s
+                   AND done_at >= COALESCE(%s, statement_timestamp() AT TIME ZONE 'UTC'
+                                                   - make_interval(secs => %s))
+            """,
+            tuple(row.id for row in candidates), tuple({row.connector_id for row in candidates}),
+            tuple({row.external_id for row in candidates}), since, window,
+        ))
+        inbound, real = {}, defaultdict(list)  # real: connector id -> the changes that were not echoes
+        for event_id, connector_id, system, event_type, payload, occurred_at in cr.fetchall():
+            inbound[event_id] = (payload, occurred_at)
+            if event_id not in batch_ids:
+                change = pushes.change_of(system, event_type, payload, occurred_at)
+                if change:
+                    real[connector_id].append(change)
         echoes = {}
         for row in candidates:
             payload, occurred_at = inbound[row.id]
             change = pushes.change_of(row.system, row.event_type, payload, occurred_at)
-            push = change and pushes.echo_of(change, pushed[row.connector_id])
+            push = change and pushes.echo_of(change, pushed[row.connector_id], real[row.connector_id])
+            if change and not push:
+                real[row.connector_id].append(change)  # the batch's later events come after it
             if push:
                 echoes[row.id] = oc.ignored(
                     f"Echo of our push {push.event_id} ({push.external_model} {push.external_id}: "

@@ -9,6 +9,7 @@ these functions decide.
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -167,7 +168,7 @@ class Pushed:
     started_at: datetime | None
 
 
-def echo_of(change: Change, pushes: list[Pushed]) -> Pushed | None:
+def echo_of(change: Change, pushes: list[Pushed], real_changes: Iterable[Change] = ()) -> Pushed | None:
     """The push ``change`` is the echo of, or None.
 
     An echo is a change, made no earlier than the push began (give or take the clocks), whose
@@ -175,6 +176,13 @@ def echo_of(change: Change, pushes: list[Pushed]) -> Pushed | None:
     and which changes nothing we did not push... except that a Salesforce message carries the
     whole record: there, the fields we pushed must all be present and equal ours.
     ``pushes`` are recent pushes, any order.
+
+    ``real_changes`` are the changes, any order, that came before ``change`` and were not
+    echoes (processed, or about to be, as someone's). A real change of the property (HubSpot),
+    or of a pushed field to another value (Salesforce), made between the push and ``change``
+    means the CRM left our value: ``change`` bringing it back is someone's too (pushed ``sale``,
+    someone set ``cancelled``, then ``sale`` again), not the echo. A real change the clocks
+    cannot place counts as in between: processing a change twice costs less than losing one.
     """
     mine = sorted((p for p in pushes if p.external_model == change.external_model
                    and p.external_id == change.external_id),
@@ -185,12 +193,16 @@ def echo_of(change: Change, pushes: list[Pushed]) -> Pushed | None:
     for push in mine:
         for name, value in push.properties.items():
             latest.setdefault(name, (value, push))
+    between = [c for c in real_changes if c.external_model == change.external_model
+               and c.external_id == change.external_id]
     if len(change.values) == 1:  # a HubSpot property change
         ((name, value),) = change.values.items()
         if name not in latest:
             return None
         pushed_value, push = latest[name]
         if not same_value(pushed_value, value) or not _after(change, push):
+            return None
+        if any(name in c.values and _between(c, push, change) for c in between):
             return None
         return push
     # a whole record (Salesforce): the latest push's fields all came back as we set them
@@ -199,6 +211,11 @@ def echo_of(change: Change, pushes: list[Pushed]) -> Pushed | None:
         return None
     for name, value in push.properties.items():
         if name not in change.values or not same_value(value, change.values[name]):
+            return None
+    for real in between:
+        if _between(real, push, change) and any(
+                name in real.values and not same_value(value, real.values[name])
+                for name, value in push.properties.items()):
             return None
     return push
 
@@ -218,3 +235,13 @@ def _after(change: Change, push: Pushed) -> bool:
     if change.occurred_at is None or push.started_at is None:
         return True
     return change.occurred_at >= push.started_at - ECHO_CLOCK_SKEW
+
+
+def _between(real: Change, push: Pushed, change: Change) -> bool:
+    """Whether ``real`` was made after ``push`` began (give or take the clocks) and no later
+    than ``change``; a time that is not known places it in between."""
+    if not _after(real, push):
+        return False
+    if real.occurred_at is None or change.occurred_at is None:
+        return True
+    return real.occurred_at <= change.occurred_at

@@ -291,6 +291,38 @@ class TestPush(HubCaseMixin, TransactionCase):
             self.process()
         self.assertEqual(old.state, "done", "a change made an hour before the push was someone's")
 
+    def push_then_take_the_deal_back(self, batches):
+        """Push sale to the deal, then enqueue, in ``batches`` (processed one after the other),
+        HubSpot's webhooks of: its echo, someone's cancelled, and someone's sale again."""
+        push = self.push(self.client, {"odoo_order_status": "sale"})
+        self.process()
+        self.assertEqual(push.state, "done")
+        now = int(time.time() * 1000)
+        changes = [property_change(31, DEAL, "odoo_order_status", "sale", now),
+                   property_change(32, DEAL, "odoo_order_status", "cancelled", now + 1000),
+                   property_change(33, DEAL, "odoo_order_status", "sale", now + 2000)]
+        events, seen = self.Event, []
+        with patched_handler(self.env, seen.append, ("hubspot", "deal.propertyChange")):
+            for batch in batches:
+                enqueued, _dup = self.enqueue(self.hubspot, [changes[i] for i in batch])
+                events |= enqueued
+                self.process()
+        return events.sorted("id"), seen
+
+    def assert_taken_back(self, events, seen):
+        echo, cancelled, back = events
+        self.assertEqual((echo.state, echo.reason), ("ignored", "echo"))
+        self.assertEqual(cancelled.state, "done")
+        self.assertEqual(back.state, "done", "sale again after someone's cancelled is someone's, not our echo")
+        self.assertNotEqual(back.reason, "echo")
+        self.assertEqual([e.id for e in seen], [cancelled.id, back.id])
+
+    def test_our_value_brought_back_in_the_crm_is_not_an_echo_in_one_batch(self):
+        self.assert_taken_back(*self.push_then_take_the_deal_back([(0, 1, 2)]))
+
+    def test_our_value_brought_back_in_the_crm_is_not_an_echo_after_the_real_change_was_processed(self):
+        self.assert_taken_back(*self.push_then_take_the_deal_back([(0, 1), (2,)]))
+
     # ------------------------------------------------------------ server action
 
     def outbound_mapping(self, model="res.partner", lines=(("ref", "client_reference"),

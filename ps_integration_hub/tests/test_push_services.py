@@ -73,6 +73,43 @@ class TestPushServices(BaseCase):
         self.assertIsNone(push.change_of("hubspot", "deal.creation", {"objectId": 1}))
         self.assertIsNone(push.change_of("stripe", "invoice.paid", {"id": "in_1"}))
 
+    def test_our_value_brought_back_after_a_real_change_is_not_an_echo(self):
+        ours = pushed(1, {"odoo_order_status": "sale"})
+
+        def change(value, seconds, name="odoo_order_status"):
+            return push.Change("deal", "19077001", {name: value},
+                               None if seconds is None else NOW + timedelta(seconds=seconds))
+
+        echo, cancelled, back = change("sale", 2), change("cancelled", 30), change("sale", 60)
+        self.assertEqual(push.echo_of(echo, [ours], []), ours)
+        self.assertIsNone(push.echo_of(cancelled, [ours], []), "another value: someone's")
+        self.assertIsNone(push.echo_of(back, [ours], [cancelled]),
+                          "sale again after someone's cancelled: the CRM left our value, this is someone's")
+        self.assertEqual(push.echo_of(back, [ours]), ours, "without the real change it would pass as the echo")
+        # a real change of another property, of another deal, or made after it does not count
+        self.assertEqual(push.echo_of(back, [ours], [change("closedlost", 30, "dealstage")]), ours)
+        other_deal = push.Change("deal", "5", {"odoo_order_status": "cancelled"}, NOW + timedelta(seconds=30))
+        self.assertEqual(push.echo_of(back, [ours], [other_deal]), ours)
+        self.assertEqual(push.echo_of(echo, [ours], [cancelled]), ours, "cancelled came after the echo")
+        # nor does a real change made before the push began (it is what we pushed over)
+        self.assertEqual(push.echo_of(back, [ours], [change("cancelled", -60)]), ours)
+        # a real change the clocks cannot place counts: better processed twice than lost
+        self.assertIsNone(push.echo_of(back, [ours], [change("cancelled", None)]))
+
+    def test_a_salesforce_record_brought_back_after_a_real_change_is_not_an_echo(self):
+        opportunity = "0065e00000GhIjKAAV"
+        ours = pushed(7, {"Invoice_Status__c": "Paid"}, external_model="Opportunity", external_id=opportunity)
+
+        def record(status, seconds, amount="151500.0"):
+            return push.Change("Opportunity", opportunity, {"Invoice_Status__c": status, "Amount": amount},
+                               NOW + timedelta(seconds=seconds))
+
+        back = record("Paid", 60, amount="1.0")
+        self.assertEqual(push.echo_of(back, [ours], [record("Paid", 30)]), ours,
+                         "a record with our fields as we set them left nothing of ours")
+        self.assertIsNone(push.echo_of(back, [ours], [record("Posted", 30)]))
+        self.assertEqual(push.echo_of(back, [ours], [record("Posted", -60)]), ours)
+
     def test_a_salesforce_message_with_our_values_is_their_echo(self):
         payload = {"sobject_type": "Opportunity", "sobject": {
             "Id": "0065e00000GhIjKAAV", "Invoice_Status__c": "Paid", "Amount": "151500.0",
