@@ -20,7 +20,7 @@ class PsHubHandlerHubspotPush(models.AbstractModel):
         values. Once HubSpot's rolling window is spent (an answer shows no call remaining, or a
         call is refused with 429) no call is made until it takes one again: the events wait
         that long, uncharged, and the refused call's events retry then. The connector paces the
-        window (_hub_request, _hub_wait): the handler asks it before each call."""
+        window: _hub_request raises ConnectorPaused, before any call, while it is spent."""
         results, calls = {}, defaultdict(dict)  # (connector, object type) -> {object id: [events]}
         for event in events:
             payload = event.payload if isinstance(event.payload, dict) else {}
@@ -37,17 +37,15 @@ class PsHubHandlerHubspotPush(models.AbstractModel):
             ids = list(objects)
             for start in range(0, len(ids), pushes.HUBSPOT_BATCH_MAX):
                 chunk = {object_id: objects[object_id] for object_id in ids[start:start + pushes.HUBSPOT_BATCH_MAX]}
-                # the window spent by an earlier call (or the breaker open): the chunk's events
-                # wait as long, uncharged, without a call
-                wait = connector._hub_wait()
-                if wait or self._hub_out_of_time():
-                    seconds = wait[0] if wait else None
-                    results.update((e.id, oc.release(seconds)) for evts in chunk.values() for e in evts)
+                if self._hub_out_of_time():
+                    results.update((e.id, oc.release()) for evts in chunk.values() for e in evts)
                     continue
                 try:
                     outcomes = self._hub_push(connector, object_type, chunk)
-                except TransientError as exc:  # the call as a whole: each of its events retries
-                    # (a 429's retry_after is already the window's precise wait)
+                except TransientError as exc:  # the call as a whole: each of its events has its outcome
+                    # (the window spent by an earlier call, or the breaker open: ConnectorPaused before
+                    # any call, its events released uncharged for as long; a 429's retry_after is
+                    # already the window's precise wait)
                     outcomes = {object_id: exc for object_id in chunk}
                 for object_id, evts in chunk.items():
                     results.update((event.id, outcomes[object_id]) for event in evts)
