@@ -221,10 +221,8 @@ class PsHubConnector(models.Model):
     @api.ondelete(at_uninstall=False)
     def _unlink_except_events(self):
         # ps_hub_event.connector_id has no foreign key (see _Many2oneWithoutForeignKey)
-        self.env["ps.hub.event"].flush_model(["connector_id"])
-        self.env.cr.execute(SQL(
-            "SELECT DISTINCT connector_id FROM ps_hub_event WHERE connector_id = ANY(%s)", self.ids))
-        used = self.browse(row[0] for row in self.env.cr.fetchall())
+        used = self.browse(connector.id for connector, in self.env["ps.hub.event"].sudo()._read_group(
+            [("connector_id", "in", self.ids)], ["connector_id"]))
         if used:
             raise UserError(self.env._(
                 "Connectors with events cannot be deleted (%s): archive them instead, the events "
