@@ -232,6 +232,44 @@ class TestIngestPath(HubCase):
         self.assertEqual(stored_types(), [None, None, None, kept.id])
         self.assertEqual(events.exists(), events)
 
+    def test_deleting_a_handler_model_empties_its_types_on_their_events(self):
+        """The types of a handler go with its model (handler_model_id is ondelete="cascade"),
+        through the ORM, so that their events lose their type instead of keeping a deleted one."""
+        handler = self.env["ir.model"].create({"name": "Test deleted handler", "model": "x_hub_test.handler"})
+        record_only = self.env["ir.model"]._get_id("ps.hub.handler.record.only")
+        deleted, archived, kept = self.env["ps.hub.event.type"].sudo().create([
+            {"name": f"Test {code}", "system": "hubspot", "code": f"test.{code}", "handler_model_id": record_only}
+            for code in ("deletedHandler", "archivedType", "keptHandler")
+        ])
+        # A type checks that its handler is a model inheriting ps.hub.handler, which a manual
+        # model cannot be, and only a manual model can be deleted outside of an uninstall: the
+        # two types get the manual model as handler in SQL, behind that check only.
+        self.env.cr.execute("UPDATE ps_hub_event_type SET handler_model_id = %s, handler_model = %s WHERE id IN %s",
+                            [handler.id, handler.model, (deleted.id, archived.id)])
+        (deleted | archived).invalidate_recordset(["handler_model_id", "handler_model"])
+        events, _duplicates = self.enqueue(self.hubspot, [
+            {"eventId": 41 + n, "portalId": 7, "subscriptionType": f"test.{code}", "objectId": 9}
+            for n, code in enumerate(("deletedHandler", "deletedHandler", "archivedType", "keptHandler"))
+        ])
+        archived.active = False
+
+        def stored_types():
+            self.env.flush_all()
+            self.env.cr.execute("SELECT event_type_id FROM ps_hub_event WHERE id = ANY(%s) ORDER BY id",
+                                [events.ids])
+            return [row[0] for row in self.env.cr.fetchall()]
+
+        self.assertEqual(stored_types(), [deleted.id, deleted.id, archived.id, kept.id])
+        self.assertEqual(events.sorted("id")[0].event_type_id, deleted, "read into the cache")
+
+        handler.unlink()
+        self.assertFalse(handler.exists())
+        self.assertFalse((deleted | archived).exists(), "the handler's types, archived too, are deleted")
+        self.assertTrue(kept.exists())
+        self.assertEqual(stored_types(), [None, None, None, kept.id])
+        self.assertEqual(events.exists(), events, "the events stay")
+        self.assertFalse(events.sorted("id")[0].event_type_id, "the cache does not keep the deleted type")
+
     def test_notify_runners_on_a_kept_connection(self):
         listener = psycopg2.connect(**sql_db.connection_info_for("postgres")[1])
         listener.autocommit = True
