@@ -2,7 +2,7 @@
     "name": "Professional Services Integration Hub",
     "summary": "Connectors, signed webhooks, a durable event queue, bindings and "
     "an exception desk for finance",
-    "version": "19.0.1.2.0",
+    "version": "19.0.1.3.0",
     "category": "Technical",
     "license": "LGPL-3",
     "author": "ps-hub",

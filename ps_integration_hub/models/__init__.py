@@ -1,5 +1,6 @@
 from . import base
 from . import ir_cron
+from . import ir_model
 from . import ps_hub_connector
 from . import ps_hub_handler
 from . import ps_hub_handler_record_only

@@ -42,12 +42,15 @@ class _Many2oneWithoutForeignKey(fields.Many2one):
     """A many2one whose column has no foreign key constraint.
 
     Every insert into a table checks each of its foreign keys with a ``SELECT ... FOR KEY
-    SHARE`` of the referenced row: for an event, the connector and company rows that every
-    delivery of that connector shares, so that concurrent deliveries lock the same two rows
-    (PostgreSQL then creates a multixact per new locker). Measured on a 100-event delivery:
-    1.6 of the 3.9 ms of its INSERT (bench/README.md). The ORM keeps the integrity instead:
-    a connector with events cannot be deleted (PsHubConnector._unlink_except_events) and a
-    company with a connector cannot be (the connector's own foreign key).
+    SHARE`` of the referenced row: for an event, the connector, company and event type rows
+    that every delivery of that connector (and type) shares, so that concurrent deliveries
+    lock the same rows (PostgreSQL then creates a multixact per new locker). Measured on a
+    100-event delivery: 1.6 of the 3.9 ms of its INSERT for the connector's key alone
+    (bench/README.md). The ORM keeps the integrity instead: a connector with events cannot
+    be deleted (PsHubConnector._unlink_except_events), a company with a connector cannot be
+    (the connector's own foreign key), and deleting an event type empties the type of its
+    events first (PsHubEventType.unlink, what ``ondelete="set null"`` did in the database;
+    it is the path a module uninstall takes too).
     """
 
     def update_db_foreign_key(self, model, column):
@@ -71,7 +74,7 @@ class PsHubEvent(models.Model):
         [("in", "Inbound"), ("out", "Outbound")], required=True, default="in", readonly=True,
     )
     event_type = fields.Char(required=True, readonly=True, help="The type as the vendor names it.")
-    event_type_id = fields.Many2one(
+    event_type_id = _Many2oneWithoutForeignKey(
         "ps.hub.event.type", "Type", readonly=True, ondelete="set null",
         help="The declared event type that processes it; empty when no installed module declares one.",
     )

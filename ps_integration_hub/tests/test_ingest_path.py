@@ -177,15 +177,18 @@ class TestIngestPath(HubCase):
         self.env["ir.cron.trigger"].flush_model()
         self.assertEqual(due_triggers(), [(crons[0], 1)])
 
-    def test_no_foreign_key_on_the_shared_rows_and_the_orm_keeps_integrity(self):
+    def event_foreign_keys(self):
         self.env.cr.execute(
             "SELECT a.attname FROM pg_constraint c JOIN pg_attribute a ON a.attrelid = c.conrelid "
             "AND a.attnum = ANY(c.conkey) WHERE c.conrelid = 'ps_hub_event'::regclass AND c.contype = 'f' "
             "ORDER BY 1")
-        keys = [row[0] for row in self.env.cr.fetchall()]
+        return [row[0] for row in self.env.cr.fetchall()]
+
+    def test_no_foreign_key_on_the_shared_rows_and_the_orm_keeps_integrity(self):
+        keys = self.event_foreign_keys()
         self.assertNotIn("connector_id", keys)
         self.assertNotIn("company_id", keys)
-        self.assertIn("event_type_id", keys, "the other many2ones keep theirs")
+        self.assertIn("mapping_version_id", keys, "the other many2ones keep theirs")
         unused = self.hubspot.sudo().copy({"name": "no events"})
         self.enqueue(self.hubspot, [{"eventId": 21, "portalId": 7, "subscriptionType": "company.creation",
                                      "objectId": 5}])
@@ -193,6 +196,79 @@ class TestIngestPath(HubCase):
             self.hubspot.sudo().unlink()
         unused.unlink()
         self.assertFalse(unused.exists())
+
+    def test_no_foreign_key_on_the_event_type(self):
+        self.assertNotIn("event_type_id", self.event_foreign_keys())
+
+    def test_deleting_an_event_type_empties_it_on_its_events(self):
+        handler = self.env["ir.model"]._get_id("ps.hub.handler.record.only")
+        deleted, shipped, kept = self.env["ps.hub.event.type"].sudo().create([
+            {"name": f"Test {code}", "system": "hubspot", "code": f"test.{code}", "handler_model_id": handler}
+            for code in ("deletedType", "shippedType", "keptType")
+        ])
+        # shipped as data by a module, which is then uninstalled: the uninstall unlinks the record
+        self.env["ir.model.data"].create({"module": "ps_hub_test_uninstalled", "name": "shipped_type",
+                                          "model": "ps.hub.event.type", "res_id": shipped.id})
+        events, _duplicates = self.enqueue(self.hubspot, [
+            {"eventId": 31 + n, "portalId": 7, "subscriptionType": f"test.{code}", "objectId": 8}
+            for n, code in enumerate(("deletedType", "deletedType", "shippedType", "keptType"))
+        ])
+
+        def stored_types():
+            self.env.cr.execute("SELECT event_type_id FROM ps_hub_event WHERE id = ANY(%s) ORDER BY id",
+                                [events.ids])
+            return [row[0] for row in self.env.cr.fetchall()]
+
+        self.assertEqual(stored_types(), [deleted.id, deleted.id, shipped.id, kept.id])
+        self.assertEqual(events.sorted("id")[0].event_type_id, deleted, "read into the cache")
+
+        deleted.unlink()
+        self.assertEqual(stored_types(), [None, None, shipped.id, kept.id])
+        self.assertEqual(events.exists(), events, "the events stay")
+        self.assertFalse(events.sorted("id")[0].event_type_id, "the cache does not keep the deleted type")
+
+        self.env["ir.model.data"]._module_data_uninstall(["ps_hub_test_uninstalled"])
+        self.assertFalse(shipped.exists())
+        self.assertEqual(stored_types(), [None, None, None, kept.id])
+        self.assertEqual(events.exists(), events)
+
+    def test_deleting_a_handler_model_empties_its_types_on_their_events(self):
+        """The types of a handler go with its model (handler_model_id is ondelete="cascade"),
+        through the ORM, so that their events lose their type instead of keeping a deleted one."""
+        handler = self.env["ir.model"].create({"name": "Test deleted handler", "model": "x_hub_test.handler"})
+        record_only = self.env["ir.model"]._get_id("ps.hub.handler.record.only")
+        deleted, archived, kept = self.env["ps.hub.event.type"].sudo().create([
+            {"name": f"Test {code}", "system": "hubspot", "code": f"test.{code}", "handler_model_id": record_only}
+            for code in ("deletedHandler", "archivedType", "keptHandler")
+        ])
+        # A type checks that its handler is a model inheriting ps.hub.handler, which a manual
+        # model cannot be, and only a manual model can be deleted outside of an uninstall: the
+        # two types get the manual model as handler in SQL, behind that check only.
+        self.env.cr.execute("UPDATE ps_hub_event_type SET handler_model_id = %s, handler_model = %s WHERE id IN %s",
+                            [handler.id, handler.model, (deleted.id, archived.id)])
+        (deleted | archived).invalidate_recordset(["handler_model_id", "handler_model"])
+        events, _duplicates = self.enqueue(self.hubspot, [
+            {"eventId": 41 + n, "portalId": 7, "subscriptionType": f"test.{code}", "objectId": 9}
+            for n, code in enumerate(("deletedHandler", "deletedHandler", "archivedType", "keptHandler"))
+        ])
+        archived.active = False
+
+        def stored_types():
+            self.env.flush_all()
+            self.env.cr.execute("SELECT event_type_id FROM ps_hub_event WHERE id = ANY(%s) ORDER BY id",
+                                [events.ids])
+            return [row[0] for row in self.env.cr.fetchall()]
+
+        self.assertEqual(stored_types(), [deleted.id, deleted.id, archived.id, kept.id])
+        self.assertEqual(events.sorted("id")[0].event_type_id, deleted, "read into the cache")
+
+        handler.unlink()
+        self.assertFalse(handler.exists())
+        self.assertFalse((deleted | archived).exists(), "the handler's types, archived too, are deleted")
+        self.assertTrue(kept.exists())
+        self.assertEqual(stored_types(), [None, None, None, kept.id])
+        self.assertEqual(events.exists(), events, "the events stay")
+        self.assertFalse(events.sorted("id")[0].event_type_id, "the cache does not keep the deleted type")
 
     def test_notify_runners_on_a_kept_connection(self):
         listener = psycopg2.connect(**sql_db.connection_info_for("postgres")[1])
