@@ -132,6 +132,11 @@ def create_db(conf: Path, db: str, modules: str) -> None:
     with conn.cursor() as cr:
         cr.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
     conn.close()
+    install_modules(conf, db, modules)
+
+
+def install_modules(conf: Path, db: str, modules: str) -> None:
+    """Install ``modules`` into ``db`` (made when missing; log in .run/install-<db>.log)."""
     logfile = RUN_DIR / f"install-{db}.log"
     log(f"installing {modules} into {db} (log: {logfile})")
     t0 = time.monotonic()

@@ -4,10 +4,11 @@
     python3 bench/ingest.py [--duration 20] [--concurrency 8] [--db ps_hub_bench]
                             [--reuse-db] [--odoo-config PATH]
 
-Installs ps_integration_hub + base_automation in a database (unless --reuse-db),
-starts ``odoo server`` with 2 workers, and loads it with wrk for five phases:
-/web/health, Odoo's own webhook (/web/hook/<uuid>), single-event and 100-event
-HubSpot deliveries to /ps_hub/in/<token>, and duplicate redeliveries. The deliveries
+Installs ps_integration_hub + base_automation (and the bench's ps_hub_bench_floor) in a
+database (unless --reuse-db), starts ``odoo server`` with 2 workers, and loads it with wrk
+for six phases: /web/health, Odoo's own webhook (/web/hook/<uuid>), single-event and
+100-event HubSpot deliveries to /ps_hub/in/<token>, duplicate redeliveries, and the
+durable-write floor (a route that stores the body and nothing else). The deliveries
 are built and signed beforehand (HubSpot's SDK), so the load generator does nothing
 but send bytes and count answers. See README.md.
 Exit code 0 even when goals fail; non-zero only when the script itself fails.
@@ -35,6 +36,9 @@ from ps_hub_fakes.signing import hubspot_headers
 WARMUP = 2.0
 DUP_DURATION = 5.0
 LUA = Path(__file__).resolve().parent / "ingest.lua"
+# bench-only addons: ps_hub_bench_floor (phase f), installed in the bench database only
+BENCH_ADDONS = Path(__file__).resolve().parent / "addons"
+FLOOR_MODULE = "ps_hub_bench_floor"
 WRK_DIR = RUN_DIR / "wrk"
 # the bench connector accepts timestamps this old: a delivery is signed before its phase
 # starts (HubSpot signs at sending time), and a long --duration must not make it stale
@@ -51,7 +55,18 @@ DUP_BODIES = 4000
 
 def write_config(db: str) -> Path:
     """Write .run/bench.conf for ``db``."""
-    return _common.write_config(RUN_DIR / "bench.conf", db)
+    return _common.write_config(RUN_DIR / "bench.conf", db, extra_addons=[str(BENCH_ADDONS)])
+
+
+def ensure_floor_module(conf: Path, db: str) -> None:
+    """Install ps_hub_bench_floor into ``db`` when it is not (a database made before phase f existed)."""
+    conn = pg_connect(db)
+    with conn.cursor() as cr:
+        cr.execute("SELECT state FROM ir_module_module WHERE name = %s", (FLOOR_MODULE,))
+        row = cr.fetchone()
+    conn.close()
+    if not row or row[0] != "installed":
+        _common.install_modules(conf, db, FLOOR_MODULE)
 
 
 PREPARE = """
@@ -351,6 +366,11 @@ class Bench:
     def health(self) -> tuple:
         return self.static_phase("a", http_request("GET", "/web/health", self.host, {}))
 
+    def floor(self) -> tuple:
+        """The durable-write floor: a single-event body, unsigned, stored as it is (ps_hub_bench_floor)."""
+        return self.static_phase("f", http_request("POST", "/ps_hub_bench/floor", self.host,
+                                                   {"Content-Type": "application/json"}, self.hubspot_body(0, 1)))
+
     def hook(self) -> tuple:
         record = http_request("POST", self.hook_path, self.host, {"Content-Type": "application/json"},
                               self.hook_body)
@@ -517,16 +537,17 @@ def main() -> int:
                         help="Odoo HTTP workers (default 2; Odoo's deployment guide sizes 2 x cores + 1)")
     parser.add_argument("--slices", type=int, default=4,
                         help="a, b and c run in this many alternating slices of duration/slices s (default 4)")
-    parser.add_argument("--phases", default="abcde",
-                        help="the phases to run, among abcde (default all; e redelivers what c accepted)")
+    parser.add_argument("--phases", default="abcdef",
+                        help="the phases to run, among abcdef (default all; e redelivers what c accepted)")
     parser.add_argument("--odoo-config", type=Path,
-                        help="use this odoo.conf instead of writing .run/bench.conf")
+                        help="use this odoo.conf instead of writing .run/bench.conf (for phase f, its "
+                             "addons_path must hold bench/addons)")
     parser.add_argument("--no-db-filter", action="store_true",
                         help="serve the database with --database alone, not --db-filter=^db$ (which makes "
                              "Odoo list the databases, on a new connection, for every request without a session)")
     args = parser.parse_args()
-    if not set(args.phases) <= set("abcde") or ("e" in args.phases and "c" not in args.phases):
-        parser.error("--phases: letters among abcde, and e only with c")
+    if not set(args.phases) <= set("abcdef") or ("e" in args.phases and "c" not in args.phases):
+        parser.error("--phases: letters among abcdef, and e only with c")
     load_at_start = os.getloadavg()
     if not shutil.which("wrk"):
         raise SystemExit("error: wrk not found (Debian/Ubuntu: sudo apt install wrk)")
@@ -535,7 +556,10 @@ def main() -> int:
     conf = args.odoo_config.resolve() if args.odoo_config else write_config(args.db)
     log(f"config: {conf}")
     if not args.reuse_db:
-        create_db(conf, args.db, "ps_integration_hub,base_automation")
+        floor = f",{FLOOR_MODULE}" if "f" in args.phases else ""
+        create_db(conf, args.db, f"ps_integration_hub,base_automation{floor}")
+    elif "f" in args.phases:
+        ensure_floor_module(conf, args.db)
     secret = "bench-" + os.urandom(16).hex()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -551,11 +575,11 @@ def main() -> int:
         bench = Bench(base, info["token"], secret, info["webhook_uuid"], int(info["partner_id"]),
                       args.concurrency, CpuMeter(server.pid, args.db))
         names = {"a": "a GET /web/health", "b": "b POST /web/hook (Odoo)", "c": "c hub single-event",
-                 "d": "d hub 100-event", "e": "e hub duplicates"}
+                 "d": "d hub 100-event", "e": "e hub duplicates", "f": "f durable-write floor"}
         runners = {"a": bench.health, "b": bench.hook, "c": lambda: bench.deliveries("c", 1),
-                   "d": lambda: bench.deliveries("d", 100), "e": bench.duplicates}
-        # a, b and c are compared with each other: they run in alternating slices (a b c a b c ...)
-        groups = [[k for k in "abc" if k in args.phases], *([k] for k in "de" if k in args.phases)]
+                   "d": lambda: bench.deliveries("d", 100), "e": bench.duplicates, "f": bench.floor}
+        # a, b, c and f are compared with each other: they run in alternating slices (a b c f a b c f ...)
+        groups = [[k for k in "abcf" if k in args.phases], *([k] for k in "de" if k in args.phases)]
         runs = {}
         for group in filter(None, groups):
             slices = args.slices if len(group) > 1 else 1
@@ -569,7 +593,7 @@ def main() -> int:
                     log(f"phase {names[k]}: slice {i + 1}/{slices}, {duration / slices:g} s, "
                         f"wrk -t{args.concurrency} -c{args.concurrency}")
                     runs.setdefault(k, []).append(phase_runs[k][1](duration / slices))
-        results = [PhaseResult(names[k], WrkRun.merge(runs[k]), len(runs[k])) for k in "abcde" if k in runs]
+        results = [PhaseResult(names[k], WrkRun.merge(runs[k]), len(runs[k])) for k in "abcdef" if k in runs]
         load_at_end = os.getloadavg()
     finally:
         if server is not None:
@@ -592,8 +616,8 @@ def main() -> int:
     print("== settings")
     print(f"  duration {args.duration:g} s/phase (duplicates {DUP_DURATION:g} s), warm-up {WARMUP:g} s, "
           f"concurrency {args.concurrency}, db {args.db}, reuse-db {args.reuse_db}, phases {args.phases}")
-    print(f"  a, b and c in {args.slices} alternating slices of {args.duration / args.slices:g} s each "
-          "(a b c a b c ...), each after one warm-up")
+    print(f"  a, b, c and f in {args.slices} alternating slices of {args.duration / args.slices:g} s each "
+          "(a b c f a b c f ...), each after one warm-up")
     print(f"  odoo server (odoo-bin) --workers={args.workers} --max-cron-threads=0 --limit-request=100000, "
           f"{'--database only' if args.no_db_filter else '--db-filter=^db$'}, "
           "worker crons disabled")
@@ -630,7 +654,7 @@ def main() -> int:
     def goal(label, value, ok, fmt):
         print(f"  {label:<58}{fmt.format(value):>12}  {'PASS' if ok else 'FAIL'}")
 
-    a, b, c, d = (by.get(k) for k in "abcd")
+    a, b, c, d, f = (by.get(k) for k in "abcdf")
     if b and c:
         r_hook = c.rps / b.rps if b.rps else float("inf")
         goal("single-event req/s / Odoo webhook req/s (>= 2)", r_hook, r_hook >= 2, "{:.2f}")
@@ -641,6 +665,13 @@ def main() -> int:
         goal("single-event p99 / /web/health p99 (<= 1.5)", r_p99, r_p99 <= 1.5, "{:.2f}")
     if d:
         goal("100-event deliveries: events/s accepted (>= 12000)", d.eps, d.eps >= 12000, "{:.0f}")
+    if f and a:
+        # not goals: where the goals stand against what any durable delivery route costs
+        print("  for comparison (not goals): the durable-write floor, a route that only stores the body")
+        print(f"  {'floor req/s / /web/health req/s':<58}{f.rps / a.rps:>12.2f}")
+        print(f"  {'floor p99 / /web/health p99':<58}{f.run.latency_ms(99) / a.run.latency_ms(99):>12.2f}")
+        if c:
+            print(f"  {'single-event req/s / floor req/s':<58}{c.rps / f.rps:>12.2f}")
     complete = not any(r.run.exhausted for r in results)
     goal("nothing lost (rows == accepted, dups == sent)", stored, lost_ok and dup_ok, "{}")
     if not complete:

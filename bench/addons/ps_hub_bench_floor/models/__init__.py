@@ -1,0 +1,1 @@
+from . import ps_hub_bench_floor
