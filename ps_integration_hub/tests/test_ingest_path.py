@@ -8,6 +8,8 @@ from odoo import sql_db
 from odoo.exceptions import UserError
 from odoo.tests import tagged
 
+from ps_hub_fakes.salesforce import FakeSalesforce
+
 from ..models import ir_cron as hub_cron
 from ..services import parsers
 from .common import HubCase
@@ -72,6 +74,45 @@ class TestIngestPath(HubCase):
         self.assertTrue(self.stored(later)[0]["held"])
         again, duplicates = self.enqueue(self.hubspot, body)
         self.assertEqual((again.ids, duplicates), ([], 4))
+
+    def test_one_event_alone_is_stored_as_in_a_batch(self):
+        """A single-event delivery goes to PostgreSQL as parameters, a batch as one JSON array
+        (_hub_rows_sql): every stored value is the same either way, malformed events, payloads
+        read from the body and payloads from Python (Salesforce's XML) included."""
+        self.maxDiff = None
+        self.env["ps.hub.event.type"].sudo().create({
+            "name": "Test alone", "system": "hubspot", "code": "test.alone",
+            "handler_model_id": self.env["ir.model"]._get_id("ps.hub.handler.record.only"),
+        })
+        items = [
+            {"eventId": 1, "portalId": 7, "subscriptionType": "test.alone", "objectId": 42,
+             "occurredAt": 1764400000123, "propertyValue": "é \u2028 😀 \"q\" \\ \t", "n": 1.5},
+            {"eventId": 2, "portalId": 7, "subscriptionType": "test.alone", "objectId": 42},
+            ["not an object"],
+            {"eventId": 3, "portalId": 7, "subscriptionType": "contact.creation", "objectId": 0},
+        ]
+        notes = [{"notification_id": f"04l5e00000CxY{i:03d}AAF", "opportunity_id": f"0065e00000GhI{i:03d}AAV",
+                  "account_id": "0015e00000QrStUAAV", "amount": 1000 + i} for i in range(2)]
+        headers = {"Content-Type": "application/json", "X-Request-Id": "r-1"}
+        alone = {c: c.sudo().copy({"name": f"{c.name} (alone)"}) for c in (self.hubspot, self.salesforce)}
+        batches = [
+            (self.hubspot, json.dumps(items).encode(), [json.dumps([item]).encode() for item in items]),
+            (self.salesforce, FakeSalesforce.outbound_message(notes),
+             [FakeSalesforce.outbound_message([note]) for note in notes]),
+        ]
+        for connector, batch, singles in batches:
+            with self.subTest(system=connector.system):
+                together, _dup = self.enqueue(connector, batch, headers)
+                one_by_one = self.env["ps.hub.event"]
+                for body in singles:
+                    delivery = alone[connector]._hub_parse_delivery(body, headers)
+                    self.assertEqual(len(delivery.events), 1)
+                    one_by_one |= self.enqueue(alone[connector], body, headers)[0]
+                self.assertEqual(len(together), len(singles))
+                self.assertEqual(self.stored(one_by_one), self.stored(together))
+                self.assertTrue(any(row["held"] for row in self.stored(one_by_one)) or connector == self.salesforce)
+                again, duplicates = self.enqueue(alone[connector], singles[0], headers)
+                self.assertEqual((again.ids, duplicates), ([], 1), "a single event redelivered is a duplicate")
 
     def test_payloads_read_out_of_the_body_as_sent(self):
         """The database takes each payload out of the body (ParsedEvent.payload_index): the
