@@ -182,10 +182,12 @@ class PsHubEvent(models.Model):
         uid = self.env.uid or None
         type_ids = self.env["ps.hub.event.type"]._hub_type_ids()
         system = connector.system
-        # A row: event_type, event_type_id, external_id, idempotency_key, ordering_key, payload,
-        # payload_raw, state, error_class, reason, last_error, occurred_at (naive UTC, ISO 8601),
-        # whether it waits behind a queued event of its object, where the payload is in the body
-        # (ParsedEvent.payload_index; then the payload is None)
+        # The events go as one JSON array of rows, one parameter: as 19 parameters per event,
+        # quoting them one by one was most of the Python time of a 100-event delivery. A row:
+        # 0 event_type, 1 event_type_id, 2 external_id, 3 idempotency_key, 4 ordering_key,
+        # 5 payload, 6 payload_raw, 7 state, 8 error_class, 9 reason, 10 last_error,
+        # 11 occurred_at (naive UTC, ISO 8601), 12 whether it waits behind a queued event of its object,
+        # 13 where the payload is in the body (ParsedEvent.payload_index), then 5 is null
         body = delivery.json_text
         rows = []
         for ev in events:
@@ -210,23 +212,24 @@ class PsHubEvent(models.Model):
             "event_type_id, external_id, idempotency_key, ordering_key, correlation_id, payload, payload_raw, "
             "headers, state, error_class, reason, last_error, occurred_at, attempts, "
             "next_attempt_at, received_at, held, create_uid, write_uid, create_date, write_date) "
-            "SELECT %s, %s, %s, 'in', e.t, e.ti, e.x, e.k, e.o, %s, "
-            "CASE WHEN e.pi IS NULL THEN e.p WHEN e.pi < 0 THEN b.j ELSE b.j -> e.pi END, "
-            "e.raw, %s::jsonb, e.s, e.ec, e.rs, e.le, e.at, 0, "
+            "SELECT %s, %s, %s, 'in', r->>0, (r->>1)::int, r->>2, r->>3, r->>4, %s, "
+            "CASE WHEN r->>13 IS NULL THEN NULLIF(r->5, 'null') WHEN (r->>13)::int < 0 THEN b.j "
+            "ELSE b.j -> ((r->>13)::int) END, "
+            "r->>6, %s::jsonb, r->>7, r->>8, r->>9, r->>10, (r->>11)::timestamp, 0, "
             "now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC', "
             # an event of an object that already has one queued or running waits behind it; OFFSET 0
             # keeps this one index probe per event: PostgreSQL may otherwise turn the EXISTS into a
             # hashed scan of every queued event of the connector (it did on a table not analyzed yet)
-            "CASE WHEN e.w THEN EXISTS (SELECT 1 FROM ps_hub_event p WHERE p.connector_id = %s "
-            "AND p.ordering_key = e.o AND p.direction = 'in' AND p.state IN ('pending', 'retry', 'processing') "
+            "CASE WHEN (r->>12)::boolean THEN EXISTS (SELECT 1 FROM ps_hub_event p WHERE p.connector_id = %s "
+            "AND p.ordering_key = r->>4 AND p.direction = 'in' AND p.state IN ('pending', 'retry', 'processing') "
             "OFFSET 0) ELSE FALSE END, %s, %s, now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC' "
             # ids in the order of the delivery: the order of the events of one object
-            "FROM (SELECT %s::jsonb AS j) b, %s ORDER BY e.n "
+            "FROM (SELECT %s::jsonb AS j) b, jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS t(r, n) ORDER BY n "
             "ON CONFLICT (connector_id, direction, idempotency_key) DO NOTHING "
             "RETURNING id, state) "
             "SELECT id, state, (%s) FROM ins",
             connector.id, system, connector.company_id.id, correlation_id, headers_json, connector.id,
-            uid, uid, body, self._hub_rows_sql(rows), self._hub_untriggered_sql(cron_ids),
+            uid, uid, body, json.dumps(rows), self._hub_untriggered_sql(cron_ids),
         ))
         inserted = self.env.cr.fetchall()
         new_ids = [row[0] for row in inserted]
@@ -244,29 +247,6 @@ class PsHubEvent(models.Model):
         if any(state == "pending" for _id, state, _crons in inserted):
             self._hub_trigger_workers(untriggered=inserted[0][2] or [])
         return new_ids, len(events) - len(new_ids)
-
-    @api.model
-    def _hub_rows_sql(self, rows: list[tuple]) -> SQL:
-        """The events of _hub_enqueue as the relation ``e`` (t, ti, x, k, o, p, raw, s, ec, rs, le, at,
-        w, pi, n: the fields of a row in order, then its rank in the delivery).
-
-        Many events go as one JSON array of rows, one parameter: as 14 parameters per event,
-        quoting them one by one was most of the Python time of a 100-event delivery. One event
-        goes as parameters: PostgreSQL then plans no JSON unpacking, which cost about 0.5 ms of
-        its CPU per single-event delivery (bench/README.md).
-        """
-        if len(rows) == 1:
-            row = list(rows[0])
-            row[5] = None if row[5] is None else json.dumps(row[5])
-            return SQL(
-                "(VALUES (%s::varchar, %s::int4, %s::varchar, %s::varchar, %s::varchar, %s::jsonb, %s::text, "
-                "%s::varchar, %s::varchar, %s::varchar, %s::text, %s::timestamp, %s::bool, %s::int4, 1)) "
-                "AS e(t, ti, x, k, o, p, raw, s, ec, rs, le, at, w, pi, n)", *row)
-        return SQL(
-            "(SELECT r->>0 AS t, (r->>1)::int4 AS ti, r->>2 AS x, r->>3 AS k, r->>4 AS o, "
-            "NULLIF(r->5, 'null') AS p, r->>6 AS raw, r->>7 AS s, r->>8 AS ec, r->>9 AS rs, r->>10 AS le, "
-            "(r->>11)::timestamp AS at, (r->>12)::bool AS w, (r->>13)::int4 AS pi, n "
-            "FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS a(r, n)) e", json.dumps(rows))
 
     @api.model
     def _hub_worker_cron_ids(self) -> list[int]:

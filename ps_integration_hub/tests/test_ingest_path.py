@@ -76,9 +76,11 @@ class TestIngestPath(HubCase):
         self.assertEqual((again.ids, duplicates), ([], 4))
 
     def test_one_event_alone_is_stored_as_in_a_batch(self):
-        """A single-event delivery goes to PostgreSQL as parameters, a batch as one JSON array
-        (_hub_rows_sql): every stored value is the same either way, malformed events, payloads
-        read from the body and payloads from Python (Salesforce's XML) included."""
+        """Events delivered one by one are stored as the same events delivered together: every
+        value, malformed events, payloads read from the body and payloads from Python
+        (Salesforce's XML) included; an event waits behind an earlier one of its object whether
+        that one came in the same delivery (the UPDATE after the INSERT) or an earlier one (the
+        INSERT's own check)."""
         self.maxDiff = None
         self.env["ps.hub.event.type"].sudo().create({
             "name": "Test alone", "system": "hubspot", "code": "test.alone",
