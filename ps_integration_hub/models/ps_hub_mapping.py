@@ -8,6 +8,8 @@ from odoo.exceptions import UserError, ValidationError
 from odoo.fields import Domain
 from odoo.tools import SQL
 
+from odoo.addons.base.models.ir_model import MODULE_UNINSTALL_FLAG
+
 from ..services import mapping as mp
 
 STATES = [("draft", "Draft"), ("active", "Active"), ("archived", "Archived")]
@@ -149,11 +151,33 @@ class PsHubMapping(models.Model):
                     frozen[0].display_name))
         return super().write(vals)
 
-    def unlink(self):
+    # at_uninstall=False: uninstalling the module whose data the versions are deletes them all,
+    # active ones included (a refusal leaves them behind, their lines and value maps with them,
+    # and the registry reads their dropped tables when it checks what is left)
+    @api.ondelete(at_uninstall=False)
+    def _unlink_except_not_draft(self):
         if any(mapping.state != "draft" for mapping in self):
             raise UserError(self.env._(
                 "Only drafts are deleted: an active or archived version stays, to read what was applied."))
-        return super().unlink()
+
+    @api.ondelete(at_uninstall=True)
+    def _unlink_uninstall_release(self):
+        """On a module uninstall only: let go of what refers to the versions with
+        ``ondelete="restrict"`` (the events that were mapped by one, the push server actions),
+        which otherwise fails the DELETE in PostgreSQL. Uninstalling the hub drops those events
+        and actions anyway; uninstalling a module that brought mappings leaves the events that
+        were mapped by them without their version, which is no more."""
+        if not self.env.context.get(MODULE_UNINSTALL_FLAG):
+            return
+        # in one UPDATE, as PsHubEventType.unlink does with event_type_id: the events may be many
+        Event = self.env["ps.hub.event"]
+        Event.flush_model(["mapping_version_id"])
+        self.env.cr.execute(SQL(
+            "UPDATE ps_hub_event SET mapping_version_id = NULL WHERE mapping_version_id IN %s", tuple(self.ids)))
+        Event.invalidate_model(["mapping_version_id"])
+        actions = self.env["ir.actions.server"].sudo().with_context(active_test=False).search(
+            [("ps_hub_mapping_id", "in", self.ids)])
+        actions.write({"ps_hub_mapping_id": False})
 
     def copy_data(self, default=None):
         default = dict(default or {})
@@ -573,6 +597,6 @@ class PsHubMappingLine(models.Model):
             self._hub_check_draft(self.env["ps.hub.mapping"].browse(vals["mapping_id"]))
         return super().write(vals)
 
-    def unlink(self):
+    @api.ondelete(at_uninstall=False)
+    def _unlink_except_not_draft(self):
         self._hub_check_draft(self.mapping_id)
-        return super().unlink()

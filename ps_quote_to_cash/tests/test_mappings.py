@@ -126,6 +126,8 @@ class TestCompanyMapping(Q2CMixin, TransactionCase):
         with self.assertRaises(UserError):
             self.v1.with_user(self.user_manager).unlink()
         with self.assertRaises(UserError):
+            self.line(self.v1.with_user(self.user_manager), "name").unlink()
+        with self.assertRaises(UserError):
             draft.write({"state": "active"})
         draft.action_activate()
         self.assertEqual((self.v1.state, draft.state, draft.activated_by_id), ("archived", "active", self.user_manager))
