@@ -27,6 +27,12 @@ class TestIngestPath(HubCase):
             "FROM ps_hub_event WHERE id = ANY(%s) ORDER BY id", [events.ids])
         return self.env.cr.dictfetchall()
 
+    def stored_type_ids(self, events):
+        """The event_type_id of ``events`` as stored in the database (not as cached), by id."""
+        self.env.flush_all()
+        self.env.cr.execute("SELECT event_type_id FROM ps_hub_event WHERE id = ANY(%s) ORDER BY id", [events.ids])
+        return [row[0] for row in self.env.cr.fetchall()]
+
     def test_enqueue_stores_each_value(self):
         self.maxDiff = None
         type_id = self.env["ps.hub.event.type"].sudo().create({
@@ -257,22 +263,17 @@ class TestIngestPath(HubCase):
             for n, code in enumerate(("deletedType", "deletedType", "shippedType", "keptType"))
         ])
 
-        def stored_types():
-            self.env.cr.execute("SELECT event_type_id FROM ps_hub_event WHERE id = ANY(%s) ORDER BY id",
-                                [events.ids])
-            return [row[0] for row in self.env.cr.fetchall()]
-
-        self.assertEqual(stored_types(), [deleted.id, deleted.id, shipped.id, kept.id])
+        self.assertEqual(self.stored_type_ids(events), [deleted.id, deleted.id, shipped.id, kept.id])
         self.assertEqual(events.sorted("id")[0].event_type_id, deleted, "read into the cache")
 
         deleted.unlink()
-        self.assertEqual(stored_types(), [None, None, shipped.id, kept.id])
+        self.assertEqual(self.stored_type_ids(events), [None, None, shipped.id, kept.id])
         self.assertEqual(events.exists(), events, "the events stay")
         self.assertFalse(events.sorted("id")[0].event_type_id, "the cache does not keep the deleted type")
 
         self.env["ir.model.data"]._module_data_uninstall(["ps_hub_test_uninstalled"])
         self.assertFalse(shipped.exists())
-        self.assertEqual(stored_types(), [None, None, None, kept.id])
+        self.assertEqual(self.stored_type_ids(events), [None, None, None, kept.id])
         self.assertEqual(events.exists(), events)
 
     def test_deleting_a_handler_model_empties_its_types_on_their_events(self):
@@ -296,20 +297,14 @@ class TestIngestPath(HubCase):
         ])
         archived.active = False
 
-        def stored_types():
-            self.env.flush_all()
-            self.env.cr.execute("SELECT event_type_id FROM ps_hub_event WHERE id = ANY(%s) ORDER BY id",
-                                [events.ids])
-            return [row[0] for row in self.env.cr.fetchall()]
-
-        self.assertEqual(stored_types(), [deleted.id, deleted.id, archived.id, kept.id])
+        self.assertEqual(self.stored_type_ids(events), [deleted.id, deleted.id, archived.id, kept.id])
         self.assertEqual(events.sorted("id")[0].event_type_id, deleted, "read into the cache")
 
         handler.unlink()
         self.assertFalse(handler.exists())
         self.assertFalse((deleted | archived).exists(), "the handler's types, archived too, are deleted")
         self.assertTrue(kept.exists())
-        self.assertEqual(stored_types(), [None, None, None, kept.id])
+        self.assertEqual(self.stored_type_ids(events), [None, None, None, kept.id])
         self.assertEqual(events.exists(), events, "the events stay")
         self.assertFalse(events.sorted("id")[0].event_type_id, "the cache does not keep the deleted type")
 
