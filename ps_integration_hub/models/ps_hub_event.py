@@ -155,6 +155,19 @@ class PsHubEvent(models.Model):
                 p for p in (event.connector_id.name, event.event_type, event.external_id) if p
             )
 
+    @api.model
+    def _hub_forget(self, field_name: str, ids) -> None:
+        """Empty the many2one ``field_name`` of the events that refer to ``ids`` (records being
+        deleted), in one UPDATE: the events may be many. What ``ondelete="set null"`` does in the
+        database, for a column that has no foreign key (event_type_id) or whose key restricts
+        (mapping_version_id, on a module uninstall)."""
+        if not ids:
+            return
+        self.flush_model([field_name])
+        self.env.cr.execute(SQL("UPDATE ps_hub_event SET %s = NULL WHERE %s IN %s",
+                                SQL.identifier(field_name), SQL.identifier(field_name), tuple(ids)))
+        self.invalidate_model([field_name])
+
     def _hub_record(self):
         """The Odoo record this event produced, if any."""
         self.ensure_one()

@@ -1,6 +1,5 @@
 from odoo import api, fields, models, tools
 from odoo.exceptions import ValidationError
-from odoo.tools import SQL
 
 
 class PsHubEventType(models.Model):
@@ -97,13 +96,7 @@ class PsHubEventType(models.Model):
     def unlink(self):
         # ps_hub_event.event_type_id has no foreign key (see _Many2oneWithoutForeignKey):
         # this is its ondelete="set null", also on the path of a module uninstall
-        if self.ids:
-            Event = self.env["ps.hub.event"]
-            Event.flush_model(["event_type_id"])
-            self.env.cr.execute(SQL(
-                "UPDATE ps_hub_event SET event_type_id = NULL WHERE event_type_id IN %s",
-                tuple(self.ids)))
-            Event.invalidate_model(["event_type_id"])
+        self.env["ps.hub.event"]._hub_forget("event_type_id", self.ids)
         result = super().unlink()
         self.env.registry.clear_cache()
         return result

@@ -169,12 +169,7 @@ class PsHubMapping(models.Model):
         were mapped by them without their version, which is no more."""
         if not self.env.context.get(MODULE_UNINSTALL_FLAG):
             return
-        # in one UPDATE, as PsHubEventType.unlink does with event_type_id: the events may be many
-        Event = self.env["ps.hub.event"]
-        Event.flush_model(["mapping_version_id"])
-        self.env.cr.execute(SQL(
-            "UPDATE ps_hub_event SET mapping_version_id = NULL WHERE mapping_version_id IN %s", tuple(self.ids)))
-        Event.invalidate_model(["mapping_version_id"])
+        self.env["ps.hub.event"]._hub_forget("mapping_version_id", self.ids)
         actions = self.env["ir.actions.server"].sudo().with_context(active_test=False).search(
             [("ps_hub_mapping_id", "in", self.ids)])
         actions.write({"ps_hub_mapping_id": False})
